@@ -1,0 +1,107 @@
+"""Checkpoint files: written atomically, read without executing pickled code.
+
+Format (version 1): a ``torch.save`` file whose payload is one dict of plain values
+and tensors only, so that ``torch.load(weights_only=True)`` can read it:
+
+=================  ==========================================================
+``format``         ``"sddpm-checkpoint"``
+``version``        ``1``
+``arch``           ``"snn"`` or ``"ann"``
+``neuron``         neuron backend the model was trained with
+``model_config``   :class:`sddpm.presets.ModelConfig` as a dict
+``train_config``   the resolved training options as a dict
+``step``           completed optimizer steps
+``model``          ``state_dict`` of the network (BatchNorm statistics included)
+``ema``            ``state_dict`` of the EMA network, or ``None``
+``optimizer``      ``state_dict`` of Adam, or ``None`` in a shipped model
+``rng``            ``{"torch": ByteTensor, "numpy": {...}, "python": tuple}``
+=================  ==========================================================
+
+A file that holds anything else (a class, a function, a ``__reduce__`` payload) is
+refused by the restricted unpickler before any of its code runs.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sddpm.errors import SddpmError
+
+FORMAT = "sddpm-checkpoint"
+VERSION = 1
+REQUIRED_KEYS = ("format", "version", "arch", "model_config", "step", "model")
+
+
+def save_checkpoint(payload: dict, path: str | Path) -> Path:
+    """Write ``payload`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`; never runs pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise SddpmError(f"checkpoint {path} does not exist; give the path of a .pt file "
+                         "written by 'sddpm train'")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SddpmError(f"checkpoint {path} holds objects other than tensors and plain values "
+                         f"and was refused unread ({first[:160]}); only load files you trust "
+                         "to be sddpm checkpoints") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SddpmError(f"checkpoint {path} is corrupt or not a checkpoint ({first[:160]}); "
+                         "use another checkpoint or retrain") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise SddpmError(f"{path} is not an sddpm checkpoint (no format tag {FORMAT!r})")
+    if payload.get("version") != VERSION:
+        raise SddpmError(f"checkpoint {path} has format version {payload.get('version')}, "
+                         f"this sddpm reads version {VERSION}; upgrade sddpm")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise SddpmError(f"checkpoint {path} lacks {', '.join(missing)}; it is incomplete")
+    return payload
+
+
+def rng_state() -> dict:
+    """The generators of torch, numpy and Python, as plain values and tensors."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))

@@ -1,0 +1,181 @@
+"""The ``sddpm`` command line: ``train``, ``sample``, ``info``.
+
+Only this module reads argv. Every failure the user can fix is an :class:`SddpmError`,
+printed as one line ``sddpm: error: ...`` with exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sddpm.errors import SddpmError
+from sddpm.presets import ARCHS, PRESETS
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors are one line too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a spiking U-Net or its ANN twin")
+    p.add_argument("--preset", default="fmnist-small", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("--arch", default="snn", help="snn (spiking U-Net) or ann (DDPM twin)")
+    p.add_argument("--neuron", default="snntorch", help="snntorch, snntorch-loop or norse")
+    p.add_argument("--timesteps", "-T", type=_positive_int, default=4, help="spiking timesteps")
+    p.add_argument("--steps", type=_positive_int, default=1000, help="optimizer steps in all")
+    p.add_argument("--batch-size", type=_positive_int, default=0, help="global batch (preset's)")
+    p.add_argument("--lr", type=_positive_float, default=0.0, help="Adam learning rate (preset's)")
+    p.add_argument("--warmup", type=int, default=200, help="linear lr warm-up steps")
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay; 0 disables EMA")
+    p.add_argument("--grad-clip", type=_positive_float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ckpt-every", type=_positive_int, default=500)
+    p.add_argument("--sample-every", type=_positive_int, default=1000)
+    p.add_argument("--data-dir", default="", help="folder of the data set files")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--out", default="runs/train", help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+
+
+def _run_train(args) -> None:
+    from sddpm.train import TrainConfig, Trainer
+
+    config = TrainConfig(
+        preset=args.preset, arch=args.arch, neuron=args.neuron, timesteps=args.timesteps,
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+        ema_decay=args.ema, grad_clip=args.grad_clip, seed=args.seed,
+        ckpt_every=args.ckpt_every, sample_every=args.sample_every, data_dir=args.data_dir,
+        out=args.out, device=args.device,
+    )
+    trainer = Trainer(config, resume=args.resume)
+    loss = trainer.run()
+    if trainer.rank == 0:
+        print(f"trained {config.arch} {config.preset} to step {trainer.step}, "
+              f"last loss {loss:.4f}; checkpoint {Path(config.out) / 'last.pt'}")
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="generate images from a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--n", type=_positive_int, default=64, help="number of images")
+    p.add_argument("--sampler", default="ddpm", help="ddpm (all steps) or ddim")
+    p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity")
+    p.add_argument("--threshold", type=_positive_float, default=None,
+                   help="threshold guidance: one threshold for every IF neuron")
+    p.add_argument("--neuron", default=None, help="run with another neuron backend")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=_positive_int, default=64, help="images per forward pass")
+    p.add_argument("--no-ema", action="store_true", help="use the raw, not the EMA, weights")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="samples.png", help="PNG grid")
+    p.add_argument("--npz", default=None, help="also save uint8 images [N,H,W,C] here")
+
+
+def _run_sample(args) -> None:
+    import numpy as np
+
+    from sddpm.diffusion import SAMPLERS, GaussianDiffusion
+    from sddpm.presets import ModelConfig
+    from sddpm.sampling import model_from_checkpoint, sample_images, save_grid, to_uint8
+
+    if args.sampler not in SAMPLERS:
+        raise SddpmError(f"unknown sampler {args.sampler!r}; choose 'ddpm' or 'ddim'")
+    model, payload = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema,
+                                           neuron=args.neuron, threshold=args.threshold)
+    config = ModelConfig.from_dict(payload["model_config"])
+    model.to(args.device)
+    diffusion = GaussianDiffusion(config.diffusion_steps).to(args.device)
+    images = sample_images(model, diffusion, config, n=args.n, sampler=args.sampler,
+                           steps=args.steps, eta=args.eta, seed=args.seed,
+                           device=args.device, batch=args.batch)
+    print(f"wrote {save_grid(images, args.out)}")
+    if args.npz:
+        Path(args.npz).parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(args.npz, images=to_uint8(images))
+        print(f"wrote {args.npz}")
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="parameters and dense MACs of a preset")
+    p.add_argument("--preset", default="cifar10", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("--arch", default="snn", help=f"one of {', '.join(ARCHS)}")
+    p.add_argument("--timesteps", "-T", type=_positive_int, default=None)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _run_info(args) -> None:
+    from sddpm.models import build_model, count_macs, count_params
+    from sddpm.presets import check_arch, get_preset
+
+    config = get_preset(args.preset)
+    if args.timesteps is not None:
+        config = config.with_timesteps(args.timesteps)
+    model = build_model(config, check_arch(args.arch))
+    info = {"preset": config.name, "arch": args.arch, "params": count_params(model),
+            **count_macs(model, config), "config": config.to_dict()}
+    if args.arch == "snn":
+        info["timesteps"] = config.timesteps
+        info["macs_unit"] = "per spiking timestep, batch 1"
+    else:
+        info["macs_unit"] = "per forward, batch 1"
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{config.name} {args.arch}: {info['params']:,} parameters, "
+              f"{info['macs_per_forward'] / 1e9:.4f} G MACs ({info['macs_unit']})")
+
+
+COMMANDS = {"train": (_add_train, _run_train), "sample": (_add_sample, _run_sample),
+            "info": (_add_info, _run_info)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sddpm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command][1](args)
+    except SddpmError as e:
+        print(f"sddpm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sddpm: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Generating images from a trained checkpoint, and saving them as grids and arrays."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from sddpm.checkpoint import load_checkpoint
+from sddpm.diffusion import GaussianDiffusion, sample
+from sddpm.errors import SddpmError
+from sddpm.models import build_model
+from sddpm.neurons import set_backend, set_threshold
+from sddpm.presets import ModelConfig
+
+
+def model_from_checkpoint(path, *, use_ema: bool = True, neuron: str | None = None,
+                          threshold: float | None = None) -> tuple[nn.Module, dict]:
+    """The network of a checkpoint in eval mode (EMA weights when present) and its payload."""
+    payload = load_checkpoint(path)
+    config = ModelConfig.from_dict(payload["model_config"])
+    model = build_model(config, payload["arch"], payload.get("neuron", "snntorch"))
+    weights = payload["ema"] if use_ema and payload.get("ema") is not None else payload["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise SddpmError(f"checkpoint {path} does not fit its own model config "
+                         f"({str(e).splitlines()[0]}); the file is damaged") from None
+    if neuron is not None and payload["arch"] == "snn":
+        set_backend(model, neuron)
+    if threshold is not None:
+        if payload["arch"] != "snn":
+            raise SddpmError("--threshold applies to spiking models only; this is an ANN")
+        set_threshold(model, threshold)
+    return model.eval(), payload
+
+
+def sample_images(model: nn.Module, diffusion: GaussianDiffusion, config: ModelConfig, *,
+                  n: int, sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
+                  seed: int = 0, device="cpu", batch: int = 64,
+                  progress: bool = True) -> torch.Tensor:
+    """``n`` images ``[n, C, H, W]`` in [-1, 1], generated in batches of ``batch``.
+
+    Batch ``i`` uses seed ``seed + i``, so a result depends on ``seed`` and ``batch`` only.
+    """
+    if n <= 0:
+        raise SddpmError(f"number of images must be positive, got {n}")
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        for i, start in enumerate(range(0, n, batch)):
+            shape = (min(batch, n - start), config.image_channels, config.image_size,
+                     config.image_size)
+            chunks.append(sample(model, diffusion, shape, sampler=sampler, steps=steps,
+                                 eta=eta, seed=seed + i, device=device,
+                                 progress=progress).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``[-1, 1]`` float ``[n, C, H, W]`` -> uint8 ``[n, H, W, C]``."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """Save ``[n, C, H, W]`` images in [-1, 1] as one PNG grid."""
+    from PIL import Image
+
+    arr = to_uint8(images)
+    n, h, w, c = arr.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    grid = np.zeros((rows * (h + 2) + 2, nrow * (w + 2) + 2, c), dtype=np.uint8)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + k * (w + 2):2 + k * (w + 2) + w] = arr[i]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
+    return path

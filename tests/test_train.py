@@ -1,0 +1,115 @@
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from sddpm.checkpoint import load_checkpoint
+from sddpm.errors import SddpmError
+from sddpm.train import BatchOrder, TrainConfig, Trainer
+from tests.conftest import BIN, ROOT
+
+
+def _losses(out):
+    with open(out / "losses.csv") as f:
+        return [(int(r["step"]), r["loss"]) for r in csv.DictReader(f)]
+
+
+def _train_args(out, steps, *extra):
+    return [str(BIN / "sddpm"), "train", "--preset", "tiny", "--steps", str(steps),
+            "--ckpt-every", "10", "--sample-every", "100000", "--out", str(out), *extra]
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_reproduces_the_uninterrupted_losses(tmp_path):
+    steps = 120
+    reference, victim = tmp_path / "ref", tmp_path / "victim"
+    subprocess.run(_train_args(reference, steps), check=True, capture_output=True, cwd=ROOT)
+    proc = subprocess.Popen(_train_args(victim, steps), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (victim / "last.pt").exists() and len(_losses(victim)) >= 35:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(victim / "last.pt")["step"]
+    assert 10 <= killed_at < steps, "the kill came too late to test anything"
+    subprocess.run(_train_args(victim, steps, "--resume"), check=True, capture_output=True,
+                   cwd=ROOT)
+    assert _losses(victim) == _losses(reference)
+    assert len(_losses(reference)) == steps
+    a = load_checkpoint(reference / "last.pt")["model"]
+    b = load_checkpoint(victim / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = TrainConfig(preset="tiny", steps=20, ckpt_every=4, sample_every=1000,
+                      out=str(tmp_path))
+    trainer = Trainer(cfg)
+    real_loss = trainer.diffusion.loss
+    calls = {"n": 0}
+
+    def poisoned(model, x0, generator=None):
+        calls["n"] += 1
+        loss = real_loss(model, x0, generator)
+        return loss * float("nan") if calls["n"] == 7 else loss
+
+    monkeypatch.setattr(trainer.diffusion, "loss", poisoned)
+    with pytest.raises(SddpmError, match="non-finite at step 7"):
+        trainer.run()
+    ck = load_checkpoint(tmp_path / "last.pt")
+    assert ck["step"] == 4
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+
+
+def test_ema_tracks_the_model_and_is_saved(tiny_checkpoint):
+    ck = load_checkpoint(tiny_checkpoint)
+    assert ck["ema"] is not None and ck["step"] == 6
+    diff = [k for k in ck["model"] if not torch.equal(ck["model"][k], ck["ema"][k])]
+    assert diff, "EMA weights should lag the trained weights"
+
+
+def test_existing_run_needs_resume(tiny_checkpoint):
+    cfg = TrainConfig(preset="tiny", steps=8, out=str(tiny_checkpoint.parent))
+    with pytest.raises(SddpmError, match="--resume"):
+        Trainer(cfg)
+    with pytest.raises(SddpmError, match="timesteps"):
+        Trainer(TrainConfig(preset="tiny", steps=8, timesteps=8,
+                            out=str(tiny_checkpoint.parent)), resume=True)
+
+
+def test_batch_order_visits_every_image_once_per_epoch():
+    order = BatchOrder(10, seed=3)
+    first = order.indices(0, 10)
+    assert sorted(first) == list(range(10))
+    second = order.indices(10, 10)
+    assert sorted(second) == list(range(10)) and list(first) != list(second)
+    assert list(BatchOrder(10, seed=3).indices(7, 6)) == list(first[7:]) + list(second[:3])
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_with_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           "-m", "sddpm.cli", "train", "--preset", "tiny", "--steps", "6", "--ckpt-every",
+           "3", "--sample-every", "100000", "--out", str(out), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["step"] == 6 and len(_losses(out)) == 6
