@@ -1,4 +1,4 @@
-"""The ``sddpm`` command line: ``train``, ``sample``, ``info``.
+"""The ``sddpm`` command line: ``train``, ``sample``, ``info``, ``demo``.
 
 Only this module reads argv. Every failure the user can fix is an :class:`SddpmError`,
 printed as one line ``sddpm: error: ...`` with exit status 2; no traceback.
@@ -152,8 +152,30 @@ def _run_info(args) -> None:
               f"{info['macs_per_forward'] / 1e9:.4f} G MACs ({info['macs_unit']})")
 
 
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the main job on the shipped default (see README)")
+    p.add_argument("--out", default="runs/demo", help="folder for every output")
+    p.add_argument("--train-steps", type=_positive_int, default=100)
+
+
+def _run_demo(args) -> None:
+    from sddpm.demo import run_demo
+
+    summary = run_demo(args.out, train_steps=args.train_steps)
+    print(f"\nsddpm demo: every output is in {args.out}")
+    train = summary["train"]
+    print(f"  trained {train['preset']} for {train['steps']} steps in {train['seconds']} s, "
+          f"last loss {train['last_loss']}")
+    for key in ("brief_model", "shipped_model"):
+        if key in summary:
+            s = summary[key]
+            print(f"  {key.replace('_', ' ')}: {s['arch']} {s['preset']}, {s['params']:,} "
+                  f"parameters, {s['trained_steps']} steps -> {s['grid']} ({s['sampler']}, "
+                  f"{s['sample_seconds']} s)")
+
+
 COMMANDS = {"train": (_add_train, _run_train), "sample": (_add_sample, _run_sample),
-            "info": (_add_info, _run_info)}
+            "info": (_add_info, _run_info), "demo": (_add_demo, _run_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:

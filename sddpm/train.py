@@ -218,7 +218,9 @@ class Trainer:
             return float("nan"), float("nan")
         self.optimizer.step()
         if self.ema is not None:
-            _ema_update(self.ema, self.model, self.cfg.ema_decay)
+            # warm-up: early on the average would otherwise stay near the random init
+            decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+            _ema_update(self.ema, self.model, decay)
         return loss_value.item(), grad_norm.item()
 
     def _write_samples(self) -> None:
