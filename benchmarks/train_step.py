@@ -5,6 +5,11 @@ that load on the machine hits both alike. Prints median seconds per step and the
 SNN / ANN; the dense limit is about T. ``--neurons`` adds other IF backends (the
 step-by-step snnTorch loop is the naive baseline).
 
+glibc's malloc hands large freed blocks back to the OS, and every new activation then
+page-faults its memory in again; the script re-runs itself with the two settings the
+Makefile exports (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``) unless
+``--system-malloc`` is given, and prints which it ran under.
+
     python benchmarks/train_step.py [--preset fmnist-small] [--repeats 8] [--json]
 """
 
@@ -12,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
 import torch
@@ -20,6 +27,10 @@ import torch
 from sddpm.diffusion import GaussianDiffusion
 from sddpm.models import build_model
 from sddpm.presets import get_preset
+
+
+MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": "33554432",
+                   "MALLOC_TRIM_THRESHOLD_": "1000000000000"}
 
 
 def make_step(preset: str, arch: str, neuron: str, timesteps: int, batch: int):
@@ -52,22 +63,29 @@ def main() -> None:
     parser.add_argument("--neurons", nargs="*", default=["snntorch"],
                         help="IF backends to time (snntorch, snntorch-loop, norse)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc's default malloc settings")
     args = parser.parse_args()
+    if not args.system_malloc and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        env = {**os.environ, **MALLOC_SETTINGS}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
     runs = {"ann": make_step(args.preset, "ann", "snntorch", args.timesteps, args.batch)}
     for neuron in args.neurons:
         runs[f"snn[{neuron}]"] = make_step(args.preset, "snn", neuron, args.timesteps,
                                            args.batch)
     times = {name: [] for name in runs}
-    for name, step in runs.items():  # warm-up: allocator, oneDNN primitive caches
-        step(), step()
-    for _ in range(args.repeats):
+    # blocks of steps per model, the blocks alternating: steps of different models
+    # interleaved one by one evict each other's caches and allocator pools
+    for _ in range(2):
         for name, step in runs.items():
-            times[name].append(step())
+            step()  # warm-up: allocator, oneDNN primitive caches
+            times[name] += [step() for _ in range(max(1, args.repeats // 2))]
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     result = {
         "preset": args.preset, "timesteps": args.timesteps, "batch": args.batch,
-        "threads": torch.get_num_threads(), "repeats": args.repeats,
+        "threads": torch.get_num_threads(), "repeats": 2 * max(1, args.repeats // 2),
+        "malloc": "tuned" if "MALLOC_MMAP_THRESHOLD_" in os.environ else "system",
         "median_s": medians,
         "ratio_to_ann": {n: medians[n] / medians["ann"] for n in medians if n != "ann"},
     }
@@ -75,7 +93,8 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"{args.preset}, batch {args.batch}, T={args.timesteps}, "
-          f"{result['threads']} threads, median of {args.repeats}")
+          f"{result['threads']} threads, {result['malloc']} malloc, "
+          f"median of {result['repeats']} steps")
     for name, seconds in medians.items():
         ratio = "" if name == "ann" else f"  {seconds / medians['ann']:.2f}x ANN"
         print(f"  {name:<22} {seconds * 1000:8.1f} ms/step{ratio}")

@@ -14,6 +14,7 @@ from torch import nn
 
 from sddpm.presets import ModelConfig
 from sddpm.time_embedding import TimeEmbedding
+from sddpm.unet_layout import BlockSpec, run_unet, unet_layout
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -92,31 +93,22 @@ class AnnUNet(nn.Module):
         ch, tdim, p = config.ch, 4 * config.ch, config.dropout
         self.time_embedding = TimeEmbedding(num_steps=config.diffusion_steps, ch=ch, tdim=tdim)
         self.head = _conv3x3(config.image_channels, ch)
-        self.down = nn.ModuleList()
-        skip_channels = [ch]
-        now = ch
-        for level, mult in enumerate(config.ch_mult):
-            out = ch * mult
-            for _ in range(config.num_res_blocks):
-                self.down.append(ResBlock(in_ch=now, out_ch=out, tdim=tdim, dropout=p, attn=False))
-                now = out
-                skip_channels.append(now)
-            if level != config.levels - 1:
-                self.down.append(Downsample(now))
-                skip_channels.append(now)
+        down, up, middle = unet_layout(config)
+        self.up_specs = up
+
+        def block(spec, attn=False):
+            if spec.kind == "res":
+                return ResBlock(in_ch=spec.in_ch, out_ch=spec.out_ch, tdim=tdim, dropout=p,
+                                attn=attn)
+            return Downsample(spec.in_ch) if spec.kind == "down" else Upsample(spec.in_ch)
+
+        self.down = nn.ModuleList(block(spec) for spec in down)
         self.middle = nn.ModuleList([
-            ResBlock(in_ch=now, out_ch=now, tdim=tdim, dropout=p, attn=config.attn_middle),
-            ResBlock(in_ch=now, out_ch=now, tdim=tdim, dropout=p, attn=False),
+            block(BlockSpec("res", middle, middle), attn=config.attn_middle),
+            block(BlockSpec("res", middle, middle)),
         ])
-        self.up = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(config.ch_mult))):
-            out = ch * mult
-            for _ in range(config.num_res_blocks + 1):
-                self.up.append(ResBlock(
-                    in_ch=skip_channels.pop() + now, out_ch=out, tdim=tdim, dropout=p, attn=False))
-                now = out
-            if level != 0:
-                self.up.append(Upsample(now))
+        self.up = nn.ModuleList(block(spec) for spec in up)
+        now = up[-1].out_ch
         self.tail = nn.Sequential(
             _group_norm(now), nn.SiLU(), _conv3x3(now, config.image_channels)
         )
@@ -124,14 +116,5 @@ class AnnUNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         temb = self.time_embedding(t)
         h = self.head(x)
-        skips = [h]
-        for block in self.down:
-            h = block(h, temb)
-            skips.append(h)
-        for block in self.middle:
-            h = block(h, temb)
-        for block in self.up:
-            if isinstance(block, ResBlock):
-                h = torch.cat([h, skips.pop()], dim=1)
-            h = block(h, temb)
+        h = run_unet(h, temb, self.down, self.middle, self.up, self.up_specs)
         return self.tail(h)

@@ -71,7 +71,10 @@ class _FusedIF(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes):
         potentials, spikes = ctx.saved_tensors
-        grad_x = grad_spikes * atan_surrogate_grad(potentials - ctx.threshold, ctx.alpha)
+        # the ATan surrogate, in place on one buffer: each step of it is a full pass
+        grad_x = potentials - ctx.threshold
+        grad_x.mul_(math.pi / 2 * ctx.alpha).square_().add_(1.0).reciprocal_()
+        grad_x.mul_(grad_spikes).mul_(ctx.alpha / 2)
         kept = 1.0 - spikes
         # v[t+1] = v[t] (1 - s[t]) + x[t+1], with s[t] detached in the reset
         for t in range(grad_spikes.shape[0] - 2, -1, -1):

@@ -25,6 +25,7 @@ from torch import nn
 from sddpm.neurons import MultiStepIF
 from sddpm.presets import ModelConfig
 from sddpm.time_embedding import TimeEmbedding
+from sddpm.unet_layout import BlockSpec, run_unet, unet_layout
 
 DECODER_DECAY = 0.8
 
@@ -143,33 +144,20 @@ class SpikingUNet(nn.Module):
         self.encoder = SpikingEncoder(
             image_channels=config.image_channels, ch=ch, timesteps=T, backend=neuron
         )
-        self.down = nn.ModuleList()
-        skip_channels = [ch]
-        now = ch
-        for level, mult in enumerate(config.ch_mult):
-            out = ch * mult
-            for _ in range(config.num_res_blocks):
-                self.down.append(PreSpikeResBlock(
-                    in_ch=now, out_ch=out, tdim=tdim, timesteps=T, backend=neuron))
-                now = out
-                skip_channels.append(now)
-            if level != config.levels - 1:
-                self.down.append(SpikingDownsample(ch=now, timesteps=T, backend=neuron))
-                skip_channels.append(now)
-        self.middle = nn.ModuleList([
-            PreSpikeResBlock(in_ch=now, out_ch=now, tdim=tdim, timesteps=T, backend=neuron)
-            for _ in range(2)
-        ])
-        self.up = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(config.ch_mult))):
-            out = ch * mult
-            for _ in range(config.num_res_blocks + 1):
-                self.up.append(PreSpikeResBlock(
-                    in_ch=skip_channels.pop() + now, out_ch=out, tdim=tdim,
-                    timesteps=T, backend=neuron))
-                now = out
-            if level != 0:
-                self.up.append(SpikingUpsample(ch=now, timesteps=T, backend=neuron))
+        down, up, middle = unet_layout(config)
+        self.up_specs = up
+
+        def block(spec):
+            if spec.kind == "res":
+                return PreSpikeResBlock(in_ch=spec.in_ch, out_ch=spec.out_ch, tdim=tdim,
+                                        timesteps=T, backend=neuron)
+            kind = SpikingDownsample if spec.kind == "down" else SpikingUpsample
+            return kind(ch=spec.in_ch, timesteps=T, backend=neuron)
+
+        self.down = nn.ModuleList(block(spec) for spec in down)
+        self.middle = nn.ModuleList(block(BlockSpec("res", middle, middle)) for _ in range(2))
+        self.up = nn.ModuleList(block(spec) for spec in up)
+        now = up[-1].out_ch
         self.decoder = AnalogDecoder(
             ch=now, image_channels=config.image_channels, timesteps=T
         )
@@ -178,14 +166,5 @@ class SpikingUNet(nn.Module):
         T = self.config.timesteps
         temb = self.time_embedding(t)
         h = self.encoder(x.unsqueeze(0).expand(T, *x.shape).reshape(T * x.shape[0], *x.shape[1:]))
-        skips = [h]
-        for block in self.down:
-            h = block(h, temb)
-            skips.append(h)
-        for block in self.middle:
-            h = block(h, temb)
-        for block in self.up:
-            if isinstance(block, PreSpikeResBlock):
-                h = torch.cat([h, skips.pop()], dim=1)
-            h = block(h, temb)
+        h = run_unet(h, temb, self.down, self.middle, self.up, self.up_specs)
         return self.decoder(h)
