@@ -51,6 +51,10 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); give it the permissions of a normal file
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

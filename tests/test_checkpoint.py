@@ -18,6 +18,9 @@ def test_round_trip_and_no_temporary_files_left(tmp_path):
     loaded = load_checkpoint(path)
     assert loaded["step"] == 3 and torch.equal(loaded["model"]["w"], torch.arange(5.0))
     assert os.listdir(tmp_path) == ["a.pt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_rng_state_round_trips():
