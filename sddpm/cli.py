@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -104,22 +105,40 @@ def _run_sample(args) -> None:
     from sddpm.diffusion import SAMPLERS, GaussianDiffusion
     from sddpm.presets import ModelConfig
     from sddpm.sampling import model_from_checkpoint, sample_images, save_grid, to_uint8
+    from sddpm.train import resolve_device
 
     if args.sampler not in SAMPLERS:
         raise SddpmError(f"unknown sampler {args.sampler!r}; choose 'ddpm' or 'ddim'")
+    if not 0 <= args.eta <= 1:
+        raise SddpmError(f"--eta must lie in [0, 1] (0: deterministic DDIM), got {args.eta}")
+    grid_path = _writable_output(args.out, (".png", ".jpg", ".jpeg"))
+    npz_path = _writable_output(args.npz, (".npz",)) if args.npz else None
+    device = resolve_device(args.device, 0)
     model, payload = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema,
                                            neuron=args.neuron, threshold=args.threshold)
     config = ModelConfig.from_dict(payload["model_config"])
-    model.to(args.device)
-    diffusion = GaussianDiffusion(config.diffusion_steps).to(args.device)
+    model.to(device)
+    diffusion = GaussianDiffusion(config.diffusion_steps).to(device)
     images = sample_images(model, diffusion, config, n=args.n, sampler=args.sampler,
                            steps=args.steps, eta=args.eta, seed=args.seed,
-                           device=args.device, batch=args.batch)
-    print(f"wrote {save_grid(images, args.out)}")
-    if args.npz:
-        Path(args.npz).parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(args.npz, images=to_uint8(images))
-        print(f"wrote {args.npz}")
+                           device=device, batch=args.batch)
+    print(f"wrote {save_grid(images, grid_path)}")
+    if npz_path:
+        np.savez_compressed(npz_path, images=to_uint8(images))
+        print(f"wrote {npz_path}")
+
+
+def _writable_output(name: str, suffixes: tuple) -> Path:
+    """Check an output path before the work that fills it, creating its folder."""
+    path = Path(name)
+    if path.suffix.lower() not in suffixes:
+        raise SddpmError(f"output {name} must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise SddpmError(f"output {name} is a directory; give a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise SddpmError(f"cannot write into {path.parent}; choose another output path")
+    return path
 
 
 def _add_info(sub) -> None:
@@ -192,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         COMMANDS[args.command][1](args)
     except SddpmError as e:
         print(f"sddpm: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, permission denied, ...: the system's words suffice
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"sddpm: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sddpm: interrupted", file=sys.stderr)

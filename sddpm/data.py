@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,7 @@ def read_idx_images(path: Path) -> np.ndarray:
                 raise SddpmError(
                     f"{path} is not an idx image file (magic {magic}, expected 2051)")
             data = np.frombuffer(f.read(n * rows * cols), dtype=np.uint8)
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise SddpmError(f"cannot read {path}: {e}; re-install or re-download the data set") from None
     if data.size != n * rows * cols:
         raise SddpmError(f"{path} is truncated: {data.size} of {n * rows * cols} pixels")
@@ -140,9 +141,18 @@ def _cifar10_set(data_dir: Path | None, image_size: int, split: str) -> ImageSet
 
 
 def _load_image_file(path: Path, size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return _crop_resize(Image.open(path), size)
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise SddpmError(f"cannot read image {path} ({e}); remove or replace the file") from None
+
+
+def _crop_resize(image, size: int) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as img:
+    with image as img:
         img = img.convert("RGB")
         side = min(img.size)
         left, top = (img.width - side) // 2, (img.height - side) // 2

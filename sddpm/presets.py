@@ -55,11 +55,16 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise SddpmError(f"model config must be a dict, found {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise SddpmError(f"model config has unknown keys {sorted(unknown)}")
-        return cls(**d)
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise SddpmError(f"model config is malformed ({e})") from None
 
 
 PRESETS: dict[str, ModelConfig] = {

@@ -15,7 +15,8 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -99,19 +100,53 @@ class BatchOrder:
         return out
 
 
-def _resolve_device(name: str, local_rank: int) -> torch.device:
+def resolve_device(name: str, local_rank: int) -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise SddpmError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SddpmError(f"device {name!r} asked for, but no CUDA GPU is usable here; "
+                         "use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise SddpmError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
 
 
-def _init_distributed() -> tuple[int, int, int]:
+def _init_distributed(device_name: str) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
     if world <= 1:
-        return 0, 1, 0
+        return 0, 1, device
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+        # the backend follows the device the tensors live on, not what the machine has
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
+# options that shape the trajectory: a resumed run takes them from its checkpoint
+TRAJECTORY_OPTIONS = ("preset", "arch", "neuron", "timesteps", "seed", "batch_size", "lr",
+                      "warmup", "grad_clip", "ema_decay")
+
+
+def merge_resumed_config(saved: TrainConfig, given: TrainConfig, path: Path) -> TrainConfig:
+    """``given`` with the trajectory options of ``saved``; a conflicting explicit value fails."""
+    defaults = TrainConfig()
+    merged = given
+    for key in TRAJECTORY_OPTIONS:
+        old, new = getattr(saved, key), getattr(given, key)
+        if new != old and new != getattr(defaults, key):
+            raise SddpmError(f"cannot resume {path} with {key}={new!r}: the run was trained "
+                             f"with {key}={old!r}; drop the option or start a new --out")
+        merged = replace(merged, **{key: old})
+    return merged
 
 
 @torch.no_grad()
@@ -135,10 +170,17 @@ class Trainer:
     """One training run; ``run()`` trains until ``config.steps`` and returns the last loss."""
 
     def __init__(self, config: TrainConfig, resume: bool = False):
-        self.cfg = config.validate()
-        self.rank, self.world, local_rank = _init_distributed()
-        self.device = _resolve_device(config.device, local_rank)
+        config.validate()
+        self.rank, self.world, self.device = _init_distributed(config.device)
         self.out = Path(config.out)
+        checkpoint = self._resume_checkpoint() if resume else None
+        if checkpoint is not None:
+            saved = TrainConfig.from_dict(checkpoint.get("train_config", {}))
+            config = merge_resumed_config(saved, config, self.out / "last.pt")
+        elif (self.out / "last.pt").exists():
+            raise SddpmError(f"{self.out / 'last.pt'} exists; pass --resume to continue that "
+                             "run or choose another --out")
+        self.cfg = config
         preset = get_preset(config.preset)
         self.model_config = preset.with_timesteps(config.timesteps)
         self.batch_size = config.batch_size or preset.batch_size
@@ -151,35 +193,46 @@ class Trainer:
         self.order = BatchOrder(len(self.data), config.seed)
         torch.manual_seed(config.seed)
         self.model = build_model(self.model_config, config.arch, config.neuron).to(self.device)
-        self.ema = copy.deepcopy(self.model).eval() if config.ema_decay > 0 else None
         self.diffusion = GaussianDiffusion(self.model_config.diffusion_steps).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr)
         self.step = 0
-        if resume:
-            self._resume()
-        elif (self.out / "last.pt").exists():
-            raise SddpmError(f"{self.out / 'last.pt'} exists; pass --resume to continue that "
-                             "run or choose another --out")
+        if checkpoint is not None:
+            self._load_state(checkpoint)
+        # copied after loading, so that an EMA missing from the file starts at the weights
+        self.ema = copy.deepcopy(self.model).eval() if config.ema_decay > 0 else None
+        if self.ema is not None and checkpoint is not None and checkpoint.get("ema"):
+            self.ema.load_state_dict(checkpoint["ema"])
         self.net = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
-    def _resume(self) -> None:
+    def _resume_checkpoint(self) -> dict:
         path = self.out / "last.pt"
+        if not path.exists():
+            raise SddpmError(f"--resume: no checkpoint {path} to continue from; check --out "
+                             "or start without --resume")
         ck = load_checkpoint(path)
-        saved = TrainConfig.from_dict(ck.get("train_config", {}))
-        for key in ("preset", "arch", "timesteps", "seed", "neuron"):
-            if getattr(saved, key) != getattr(self.cfg, key):
-                raise SddpmError(f"cannot resume {path}: it was trained with {key}="
-                                 f"{getattr(saved, key)!r}, not {getattr(self.cfg, key)!r}")
-        self.model.load_state_dict(ck["model"])
-        if self.ema is not None and ck.get("ema") is not None:
-            self.ema.load_state_dict(ck["ema"])
-        if ck.get("optimizer") is not None:
+        missing = [k for k in ("optimizer", "rng", "train_config") if ck.get(k) is None]
+        if missing:
+            raise SddpmError(f"cannot resume {path}: it has no {', '.join(missing)} (an "
+                             "inference-only checkpoint); start a new run instead")
+        return ck
+
+    def _load_state(self, ck: dict) -> None:
+        try:
+            self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
-        restore_rng_state(ck["rng"])
+            restore_rng_state(ck["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise SddpmError(f"cannot resume {self.out / 'last.pt'}: its state does not fit "
+                             f"this model ({str(e).splitlines()[0][:160]})") from None
         self.step = int(ck["step"])
+        saved_world = ck.get("world_size", 1)
+        if saved_world != self.world:
+            warnings.warn(f"resuming a run of {saved_world} process(es) with {self.world}: "
+                          "batches split differently, so the losses will not repeat exactly",
+                          stacklevel=2)
 
     def _payload(self) -> dict:
         return {
@@ -188,6 +241,7 @@ class Trainer:
             "step": self.step, "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
+            "world_size": self.world,
         }
 
     def _batch(self, generator: torch.Generator) -> torch.Tensor:
@@ -236,16 +290,19 @@ class Trainer:
     def run(self) -> float:
         main = self.rank == 0
         losses_path = self.out / "losses.csv"
+        kept = []
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
             kept = _read_losses(losses_path, self.step)
-            with open(losses_path, "w", newline="") as f:
+            tmp = losses_path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="") as f:
                 csv.writer(f).writerows([["step", "loss", "grad_norm", "seconds"], *kept])
+            os.replace(tmp, losses_path)  # a kill now must not lose the history
         log = open(losses_path, "a", newline="") if main else None
         bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not main,
                    desc=f"train {self.cfg.arch} {self.cfg.preset}", dynamic_ncols=True)
-        loss = float("nan")
+        loss = float(kept[-1][1]) if kept else float("nan")
         try:
             while self.step < self.cfg.steps:
                 t0 = time.perf_counter()

@@ -51,11 +51,21 @@ def test_malicious_checkpoint_never_runs(capsys, tmp_path):
     (["sample", "x.pt", "--threshold", "0"], "positive number"),
     (["sample", "x.pt", "--threshold", "-1"], "positive number"),
     (["sample", "x.pt", "--sampler", "euler"], "sampler"),
+    (["sample", "x.pt", "--eta", "-0.5"], "--eta"),
+    (["sample", "x.pt", "--out", "grid"], "must end in"),
+    (["sample", "x.pt", "--device", "tpu9"], "device"),
+    (["train", "--preset", "tiny", "--device", "cuda:3"], "device"),
 ])
 def test_bad_options(capsys, tmp_path, argv, needle):
     if argv[0] == "train":
         argv = argv + ["--out", str(tmp_path / "o")]
     assert needle in _one_line_error(capsys, argv)
+
+
+def test_sample_output_that_is_a_directory(capsys, tmp_path):
+    (tmp_path / "g.png").mkdir()
+    assert "directory" in _one_line_error(capsys, ["sample", "x.pt", "--out",
+                                                   str(tmp_path / "g.png")])
 
 
 def test_threshold_on_an_ann_is_refused(capsys, tmp_path):

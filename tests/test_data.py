@@ -77,11 +77,27 @@ def test_image_folder_center_crop_resize(tmp_path):
     from PIL import Image
 
     (tmp_path / "sub").mkdir()
-    Image.new("RGB", (100, 60), (255, 0, 0)).save(tmp_path / "sub" / "a.png")
-    Image.new("RGB", (40, 80), (0, 0, 255)).save(tmp_path / "b.jpg")
+    # 120 x 60: a red 30-px band left and right, green in the centre square
+    wide = np.zeros((60, 120, 3), dtype=np.uint8)
+    wide[:, :30, 0] = wide[:, 90:, 0] = 255
+    wide[:, 30:90, 1] = 255
+    Image.fromarray(wide).save(tmp_path / "sub" / "a.png")
+    Image.new("RGB", (40, 80), (0, 0, 255)).save(tmp_path / "b.png")
     data = load_dataset("celeba", image_size=64, data_dir=tmp_path)
-    x = data.batch([0, 1])
-    assert x.shape == (2, 3, 64, 64) and x.min() >= -1 and x.max() <= 1
+    x = data.batch([1, 0])  # sorted paths: b.png, sub/a.png; so x[0] is a.png
+    assert x.shape == (2, 3, 64, 64)
+    assert (x[0, 1] == 1).all() and (x[0, 0] == -1).all()  # only the green centre is kept
+    assert (x[1, 2] == 1).all() and (x[1, :2] == -1).all()  # channel order is RGB
+
+
+def test_corrupt_image_and_gzip_files(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    data = load_dataset("lsun", image_size=64, data_dir=tmp_path)
+    with pytest.raises(SddpmError, match="broken.jpg"):
+        data.batch([0])
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"x" * 100)[:-12] + b"junkjunkjunk")
+    with pytest.raises(SddpmError, match="cannot read|truncated|magic"):
+        load_dataset("mnist", image_size=32, data_dir=tmp_path)
 
 
 def test_digits_bundled():

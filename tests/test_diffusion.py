@@ -14,6 +14,33 @@ def test_linear_schedule():
     assert d.alphas_bar[-1].item() == pytest.approx(4.04e-5, rel=0.05)
 
 
+def test_posterior_coefficients_and_fixed_large_variance():
+    d = GaussianDiffusion()
+    b = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    abar = torch.cumprod(1 - b, 0)
+    t = 10
+    assert d.posterior_mean_coef1[t] == pytest.approx((b[t] * abar[t - 1].sqrt() / (1 - abar[t])).item())
+    assert d.posterior_mean_coef2[t] == pytest.approx(
+        ((1 - abar[t - 1]) * (1 - b[t]).sqrt() / (1 - abar[t])).item())
+    assert d.fixed_large_var[t] == pytest.approx(b[t].item())
+    assert d.fixed_large_var[0] == pytest.approx((b[1] * (1 - abar[0]) / (1 - abar[1])).item())
+
+
+def test_last_ddpm_step_returns_the_clipped_x0_prediction():
+    d = GaussianDiffusion(num_steps=2)
+    seen = {}
+
+    def zero_eps(x, t):
+        seen[int(t[0])] = x.clone()
+        return torch.zeros_like(x)
+
+    out = sample(zero_eps, d, (2, 1, 4, 4), sampler="ddpm", seed=5, progress=False)
+    # at t = 0 no noise is added: the result is x_0 predicted from x_0-step input, clipped
+    expected = (seen[0] / d.alphas_bar[0].sqrt().float()).clamp(-1, 1)
+    torch.testing.assert_close(out, expected)
+    assert (out.abs() == 1).any() and (out.abs() < 1).any()
+
+
 def test_q_sample_and_predict_x0_invert():
     d = GaussianDiffusion()
     x0, eps = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8)

@@ -70,11 +70,44 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatc
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
 
 
-def test_ema_tracks_the_model_and_is_saved(tiny_checkpoint):
+def test_ema_update_is_the_exponential_average():
+    from sddpm.train import _ema_update
+
+    ema, model = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        ema.weight.fill_(1.0)
+        model.weight.fill_(3.0)
+        model.running_mean.fill_(5.0)
+    _ema_update(ema, model, 0.75)
+    assert torch.allclose(ema.weight, torch.full((3,), 1.5))  # .75 * 1 + .25 * 3
+    assert torch.equal(ema.running_mean, model.running_mean)  # buffers are copied
+
+
+def test_ema_is_saved_and_lags_the_weights(tiny_checkpoint):
     ck = load_checkpoint(tiny_checkpoint)
     assert ck["ema"] is not None and ck["step"] == 6
     diff = [k for k in ck["model"] if not torch.equal(ck["model"][k], ck["ema"][k])]
     assert diff, "EMA weights should lag the trained weights"
+
+
+def test_resume_takes_the_trajectory_options_of_the_run(tmp_path):
+    Trainer(TrainConfig(preset="tiny", steps=2, lr=5e-4, batch_size=8, sample_every=100,
+                        sample_n=2, sample_steps=2, out=str(tmp_path))).run()
+    resumed = Trainer(TrainConfig(preset="tiny", steps=4, out=str(tmp_path)), resume=True)
+    assert (resumed.lr, resumed.batch_size, resumed.step) == (5e-4, 8, 2)
+    with pytest.raises(SddpmError, match="lr=0.0005"):
+        Trainer(TrainConfig(preset="tiny", steps=4, lr=1e-3, out=str(tmp_path)), resume=True)
+
+
+def test_inference_only_checkpoints_cannot_be_resumed(tiny_checkpoint, tmp_path):
+    from scripts.ship_checkpoint import main as ship
+
+    (tmp_path / "run").mkdir()
+    ship(str(tiny_checkpoint), str(tmp_path / "run" / "last.pt"))
+    with pytest.raises(SddpmError, match="inference-only"):
+        Trainer(TrainConfig(preset="tiny", steps=8, out=str(tmp_path / "run")), resume=True)
+    with pytest.raises(SddpmError, match="no checkpoint"):
+        Trainer(TrainConfig(preset="tiny", steps=8, out=str(tmp_path / "none")), resume=True)
 
 
 def test_existing_run_needs_resume(tiny_checkpoint):
