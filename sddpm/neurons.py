@@ -40,11 +40,6 @@ from sddpm.errors import SddpmError
 NEURON_BACKENDS = ("snntorch", "snntorch-loop", "norse")
 
 
-def atan_surrogate_grad(v_shift: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Derivative of the ATan surrogate at ``v - v_th`` (snnTorch's formula)."""
-    return (alpha / 2) / (1 + (math.pi / 2 * alpha * v_shift) ** 2)
-
-
 class _FusedIF(torch.autograd.Function):
     """T steps of the IF neuron as one autograd node; input ``[T, ...]``.
 
@@ -57,11 +52,9 @@ class _FusedIF(torch.autograd.Function):
     def forward(ctx, x, threshold: float, alpha: float):
         potentials = torch.empty_like(x)
         spikes = torch.empty_like(x)
+        v = torch.zeros_like(x[0])
         for t in range(x.shape[0]):
-            if t == 0:
-                potentials[0].copy_(x[0])
-            else:
-                torch.add(v, x[t], out=potentials[t])
+            torch.add(v, x[t], out=potentials[t])
             torch.gt(potentials[t], threshold, out=spikes[t])
             v = torch.addcmul(potentials[t], potentials[t], spikes[t], value=-1.0)
         ctx.save_for_backward(potentials, spikes)
