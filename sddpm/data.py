@@ -144,20 +144,15 @@ def _load_image_file(path: Path, size: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        return _crop_resize(Image.open(path), size)
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            side = min(img.size)
+            left, top = (img.width - side) // 2, (img.height - side) // 2
+            img = img.crop((left, top, left + side, top + side)).resize((size, size),
+                                                                        Image.BICUBIC)
+            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise SddpmError(f"cannot read image {path} ({e}); remove or replace the file") from None
-
-
-def _crop_resize(image, size: int) -> np.ndarray:
-    from PIL import Image
-
-    with image as img:
-        img = img.convert("RGB")
-        side = min(img.size)
-        left, top = (img.width - side) // 2, (img.height - side) // 2
-        img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 
 
 def _folder_set(name: str, data_dir: Path | None, image_size: int) -> ImageSet:
