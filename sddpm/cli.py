@@ -1,4 +1,4 @@
-"""The ``sddpm`` command line: ``train``, ``sample``, ``info``, ``demo``.
+"""The ``sddpm`` command line: ``train``, ``sample``, ``info``, ``energy``, ``demo``.
 
 Only this module reads argv. Every failure the user can fix is an :class:`SddpmError`,
 printed as one line ``sddpm: error: ...`` with exit status 2; no traceback.
@@ -171,6 +171,32 @@ def _run_info(args) -> None:
               f"{info['macs_per_forward'] / 1e9:.4f} G MACs ({info['macs_unit']})")
 
 
+def _add_energy(sub) -> None:
+    p = sub.add_parser("energy", help="spike-rate profile and energy of a checkpoint")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="checkpoint to profile (--reproduce-table3: the shipped SNN)")
+    p.add_argument("--hardware", default="45nm-fp32",
+                   help="hardware profile name (hardware/profiles) or a profile .json")
+    p.add_argument("--convention", default="paper", help="paper or strict")
+    p.add_argument("--sampler", default="ddim", help="ddpm (all steps) or ddim")
+    p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps")
+    p.add_argument("--n", type=_positive_int, default=8, help="images sampled while profiling")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threshold", type=_positive_float, default=None,
+                   help="threshold guidance while profiling")
+    p.add_argument("--profile", default=None, help="price a saved profile.h5 instead")
+    p.add_argument("--out", default=None, help="folder for profile, tables and plots")
+    p.add_argument("--reproduce-table3", action="store_true",
+                   help="the paper's Table 3 beside ours")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _run_energy(args) -> None:
+    from hardware.energy_cli import run_energy
+
+    run_energy(args)
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job on the shipped default (see README)")
     p.add_argument("--out", default="runs/demo", help="folder for every output")
@@ -194,7 +220,8 @@ def _run_demo(args) -> None:
 
 
 COMMANDS = {"train": (_add_train, _run_train), "sample": (_add_sample, _run_sample),
-            "info": (_add_info, _run_info), "demo": (_add_demo, _run_demo)}
+            "info": (_add_info, _run_info), "energy": (_add_energy, _run_energy),
+            "demo": (_add_demo, _run_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,82 @@
+"""Energy figures of hardware, kept as data files in ``hardware/profiles/``.
+
+Each file gives the energy of one multiply-accumulate (``mac_pj``), one accumulate or
+synaptic event (``ac_pj``) and, where published, one neuron update per timestep
+(``neuron_update_pj`` with ``active``/``inactive``), all in picojoules, with the
+``source`` it comes from. Adding a profile is adding a file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sddpm.errors import SddpmError
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """Energy per operation in pJ; ``neuron_update_pj`` is ``None`` when unpublished."""
+
+    name: str
+    description: str
+    mac_pj: float
+    ac_pj: float
+    neuron_update_pj: dict | None
+    source: str
+    notes: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HardwareProfile":
+        fields = ("name", "description", "mac_pj", "ac_pj", "neuron_update_pj", "source")
+        missing = [f for f in fields if f not in data]
+        if missing:
+            raise SddpmError(f"hardware profile lacks {', '.join(missing)}")
+        profile = cls(**{k: data[k] for k in (*fields, "notes") if k in data})
+        profile.validate()
+        return profile
+
+    def validate(self) -> None:
+        for key in ("mac_pj", "ac_pj"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise SddpmError(f"hardware profile {self.name}: {key} must be a positive "
+                                 f"number of pJ, got {value!r}")
+        # the 'strict' convention never undercuts 'paper' only because a MAC costs at
+        # least an accumulate; a profile breaking that is a typo, not hardware
+        if self.mac_pj < self.ac_pj:
+            raise SddpmError(f"hardware profile {self.name}: mac_pj {self.mac_pj} is below "
+                             f"ac_pj {self.ac_pj}; a MAC includes an accumulate")
+        update = self.neuron_update_pj
+        if update is not None and set(update) != {"active", "inactive"}:
+            raise SddpmError(f"hardware profile {self.name}: neuron_update_pj needs exactly "
+                             f"'active' and 'inactive', got {sorted(update)}")
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+
+
+def load_profile(name_or_path: str) -> HardwareProfile:
+    """A shipped profile by name (``45nm-fp32``) or any profile file by path."""
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = PROFILE_DIR / f"{name_or_path}.json"
+        if not path.is_file():
+            raise SddpmError(f"unknown hardware {name_or_path!r}; expected one of "
+                             f"{', '.join(available_profiles())} or a profile .json file")
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SddpmError(f"hardware profile {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SddpmError(f"hardware profile {path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise SddpmError(f"hardware profile {path} must hold a JSON object")
+    return HardwareProfile.from_dict(data)

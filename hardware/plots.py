@@ -1,0 +1,76 @@
+"""Plots of a spike profile and its energy: per-layer bars, layer x diffusion-step heat map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hardware.energy import EnergyReport
+from hardware.spike_profile import SpikeProfile
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def plot_layer_rates(profile: SpikeProfile, path) -> Path:
+    """Mean input firing rate of every spike-input layer, one bar per timestep."""
+    plt = _pyplot()
+    idx = [i for i, l in enumerate(profile.layers) if l.binary_input]
+    rates = profile.input_rate[:, idx].mean(axis=0)  # [L, T]
+    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(idx)), 3.6))
+    width = 0.8 / profile.timesteps
+    for k in range(profile.timesteps):
+        ax.bar(np.arange(len(idx)) + (k - (profile.timesteps - 1) / 2) * width, rates[:, k],
+               width, label=f"timestep {k}")
+    ax.set_xticks(np.arange(len(idx)), [profile.layers[i].name for i in idx], rotation=90,
+                  fontsize=7)
+    ax.set_ylabel("input firing rate")
+    ax.set_title("Spike rate into each synaptic layer (mean over denoising steps)")
+    ax.legend(fontsize=7, ncol=profile.timesteps)
+    return _save(fig, path)
+
+
+def plot_rate_heatmap(profile: SpikeProfile, path) -> Path:
+    """Firing rate of every IF population (rows) at each profiled diffusion step t."""
+    plt = _pyplot()
+    rates = profile.population_rate.mean(axis=2).T  # [P, S]
+    fig, ax = plt.subplots(figsize=(max(5, 0.12 * rates.shape[1] + 3),
+                                    max(3, 0.2 * rates.shape[0] + 1)))
+    image = ax.imshow(rates, aspect="auto", cmap="viridis", interpolation="nearest")
+    ticks = np.unique(np.linspace(0, rates.shape[1] - 1, min(10, rates.shape[1])).astype(int))
+    ax.set_xticks(ticks, [str(profile.diffusion_t[i]) for i in ticks])
+    ax.set_yticks(np.arange(rates.shape[0]), [p.name for p in profile.populations], fontsize=7)
+    ax.set_xlabel("diffusion step t (sampling order)")
+    ax.set_title("Firing rate per IF population and diffusion step")
+    fig.colorbar(image, ax=ax, label="firing rate")
+    return _save(fig, path)
+
+
+def plot_layer_energy(report: EnergyReport, path) -> Path:
+    """Energy per forward pass of each layer, MAC- and AC-priced layers coloured apart."""
+    plt = _pyplot()
+    names = [l.name for l in report.layers]
+    energy = np.array([l.energy_mj for l in report.layers])
+    colours = ["tab:red" if l.op == "MAC" else "tab:blue" for l in report.layers]
+    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(names)), 3.6))
+    ax.bar(np.arange(len(names)), energy, color=colours)
+    ax.set_xticks(np.arange(len(names)), names, rotation=90, fontsize=6)
+    ax.set_ylabel("mJ per forward pass")
+    ax.set_title(f"Energy per layer: {report.hardware}, '{report.convention}' convention "
+                 "(red MAC, blue AC)")
+    return _save(fig, path)
