@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from hardware.energy import energy_report
+from hardware.energy import CONVENTIONS, energy_report
 from hardware.hardware_profiles import load_profile
 from hardware.spike_profile import SpikeProfile
 from sddpm.errors import SddpmError
@@ -111,6 +111,9 @@ def format_table3(result: dict) -> str:
 def run_energy(args) -> None:
     """The ``sddpm energy`` command (arguments parsed in :mod:`sddpm.cli`)."""
     hardware = load_profile(args.hardware)
+    if args.convention not in CONVENTIONS:
+        raise SddpmError(f"unknown convention {args.convention!r}; expected one of "
+                         f"{', '.join(CONVENTIONS)}")
     if args.profile:
         profile = SpikeProfile.load_h5(args.profile)
     else:

@@ -60,7 +60,7 @@ class _LayerProbe:
     record: dict = field(default_factory=dict)
     fused: bool = True
     binary: bool = True
-    repeats: bool = True
+    repeats: bool = True  # its input was the model's input repeated over T
     step_nonzero: np.ndarray | None = None
     step_elements: float = 0.0
     step_events: float = 0.0
@@ -102,6 +102,7 @@ class ActivityProfiler:
         self.batch = 0
         self.steps: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
         self._pop_counts = None
+        self._x, self._t = None, 0  # the current step's model input and diffusion step
         self._handles = []
 
     def __enter__(self):
@@ -122,7 +123,7 @@ class ActivityProfiler:
 
     def _start_step(self, module, inputs):
         x, t = inputs[0], inputs[1]
-        self.batch = x.shape[0]
+        self.batch, self._x = x.shape[0], x.detach()
         self._t = int(t.flatten()[0])
         for probe in self.layers:
             probe.step_nonzero, probe.step_elements, probe.step_events = None, 0.0, 0.0
@@ -138,7 +139,8 @@ class ActivityProfiler:
             per_image = x[0].numel()
             if fused:
                 steps = x.view(self.T, self.batch, *x.shape[1:])
-                probe.repeats &= bool((steps == steps[:1]).all())
+                probe.repeats &= (steps.shape[1:] == self._x.shape
+                                  and bool((steps == self._x).all()))
                 counts = nonzero.view(self.T, -1).sum(dim=1).double().numpy()
             else:
                 counts = np.full(self.T, float(nonzero.sum()))
@@ -189,9 +191,9 @@ class ActivityProfiler:
         layers = []
         once = []
         for probe in self.layers:
-            # an analog input identical in every timestep (the image) is computed once;
-            # spikes that repeat are still T rounds of events
-            per_timestep = probe.fused and not (probe.repeats and not probe.binary)
+            # a layer reading the model's input, repeated over T (direct encoding of the
+            # image), is computed once; every other fused layer runs once per timestep
+            per_timestep = probe.fused and not probe.repeats
             once.append(probe.fused and not per_timestep)
             layers.append(SynapticLayer(name=probe.name, per_timestep=per_timestep or self.T == 1,
                                         binary_input=probe.binary, **probe.record))

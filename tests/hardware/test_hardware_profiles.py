@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from hardware.hardware_profiles import HardwareProfile, available_profiles, load_profile
+from sddpm.errors import SddpmError
+
+
+def test_every_shipped_profile_loads_with_a_source():
+    names = available_profiles()
+    assert {"45nm-fp32", "45nm-fp16", "45nm-int8", "loihi1", "truenorth"} <= set(names)
+    for name in names:
+        profile = load_profile(name)
+        assert profile.name == name
+        assert len(profile.source) > 20
+        assert profile.mac_pj >= profile.ac_pj > 0
+
+
+def test_fp32_profile_holds_the_papers_constants():
+    profile = load_profile("45nm-fp32")
+    assert (profile.mac_pj, profile.ac_pj) == (4.6, 0.9)
+    assert load_profile("loihi1").neuron_update_pj == {"active": 81.0, "inactive": 52.0}
+
+
+def test_unknown_profile_names_the_choices():
+    with pytest.raises(SddpmError, match="unknown hardware 'tpu'.*45nm-fp32"):
+        load_profile("tpu")
+
+
+def test_profile_file_by_path_and_its_errors(tmp_path):
+    good = {"name": "mine", "description": "d", "mac_pj": 2.0, "ac_pj": 1.0,
+            "neuron_update_pj": None, "source": "measured by me"}
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(good))
+    assert load_profile(str(path)) == HardwareProfile(**good)
+    path.write_text(json.dumps({**good, "mac_pj": 0.5}))
+    with pytest.raises(SddpmError, match="mac_pj 0.5 is below ac_pj"):
+        load_profile(str(path))
+    path.write_text(json.dumps({k: v for k, v in good.items() if k != "source"}))
+    with pytest.raises(SddpmError, match="lacks source"):
+        load_profile(str(path))
+    path.write_text("{not json")
+    with pytest.raises(SddpmError, match="not valid JSON"):
+        load_profile(str(path))
+    with pytest.raises(SddpmError, match="does not exist"):
+        load_profile(str(tmp_path / "absent.json"))
