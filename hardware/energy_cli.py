@@ -10,9 +10,9 @@ from pathlib import Path
 from hardware.energy import CONVENTIONS, energy_report
 from hardware.hardware_profiles import load_profile
 from hardware.spike_profile import SpikeProfile
+from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.errors import SddpmError
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist-small-snn.pt"
 
 
 def profile_checkpoint(path, *, sampler: str = "ddim", steps: int | None = 50, n: int = 8,

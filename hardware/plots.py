@@ -10,29 +10,26 @@ from hardware.energy import EnergyReport
 from hardware.spike_profile import SpikeProfile
 
 
-def _pyplot():
-    import matplotlib
+def _figure(width: float, height: float):
+    # a bare Figure: no pyplot state, no backend switch under a caller's notebook
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
 
 
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    _pyplot().close(fig)
     return path
 
 
 def plot_layer_rates(profile: SpikeProfile, path) -> Path:
     """Mean input firing rate of every spike-input layer, one bar per timestep."""
-    plt = _pyplot()
     idx = [i for i, l in enumerate(profile.layers) if l.binary_input]
     rates = profile.input_rate[:, idx].mean(axis=0)  # [L, T]
-    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(idx)), 3.6))
+    fig, ax = _figure(max(6, 0.28 * len(idx)), 3.6)
     width = 0.8 / profile.timesteps
     for k in range(profile.timesteps):
         ax.bar(np.arange(len(idx)) + (k - (profile.timesteps - 1) / 2) * width, rates[:, k],
@@ -47,10 +44,8 @@ def plot_layer_rates(profile: SpikeProfile, path) -> Path:
 
 def plot_rate_heatmap(profile: SpikeProfile, path) -> Path:
     """Firing rate of every IF population (rows) at each profiled diffusion step t."""
-    plt = _pyplot()
     rates = profile.population_rate.mean(axis=2).T  # [P, S]
-    fig, ax = plt.subplots(figsize=(max(5, 0.12 * rates.shape[1] + 3),
-                                    max(3, 0.2 * rates.shape[0] + 1)))
+    fig, ax = _figure(max(5, 0.12 * rates.shape[1] + 3), max(3, 0.2 * rates.shape[0] + 1))
     image = ax.imshow(rates, aspect="auto", cmap="viridis", interpolation="nearest")
     ticks = np.unique(np.linspace(0, rates.shape[1] - 1, min(10, rates.shape[1])).astype(int))
     ax.set_xticks(ticks, [str(profile.diffusion_t[i]) for i in ticks])
@@ -63,11 +58,10 @@ def plot_rate_heatmap(profile: SpikeProfile, path) -> Path:
 
 def plot_layer_energy(report: EnergyReport, path) -> Path:
     """Energy per forward pass of each layer, MAC- and AC-priced layers coloured apart."""
-    plt = _pyplot()
     names = [l.name for l in report.layers]
     energy = np.array([l.energy_mj for l in report.layers])
     colours = ["tab:red" if l.op == "MAC" else "tab:blue" for l in report.layers]
-    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(names)), 3.6))
+    fig, ax = _figure(max(6, 0.22 * len(names)), 3.6)
     ax.bar(np.arange(len(names)), energy, color=colours)
     ax.set_xticks(np.arange(len(names)), names, rotation=90, fontsize=6)
     ax.set_ylabel("mJ per forward pass")

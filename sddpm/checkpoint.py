@@ -35,6 +35,9 @@ import torch
 
 from sddpm.errors import SddpmError
 
+# the trained default the repository ships (see checkpoints/README.md)
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist-small-snn.pt"
+
 FORMAT = "sddpm-checkpoint"
 VERSION = 1
 REQUIRED_KEYS = ("format", "version", "arch", "model_config", "step", "model")

@@ -217,6 +217,10 @@ def _run_demo(args) -> None:
             print(f"  {key.replace('_', ' ')}: {s['arch']} {s['preset']}, {s['params']:,} "
                   f"parameters, {s['trained_steps']} steps -> {s['grid']} ({s['sampler']}, "
                   f"{s['sample_seconds']} s)")
+    e = summary["energy"]
+    print(f"  energy ({e['hardware']}, {e['sampler']}): {e['paper_mJ_per_forward']} mJ per forward, "
+          f"{e['paper_mJ_per_image']} mJ per image ('paper'), {e['strict_mJ_per_image']} mJ "
+          f"('strict') -> {e['folder']}")
 
 
 COMMANDS = {"train": (_add_train, _run_train), "sample": (_add_sample, _run_sample),
