@@ -9,9 +9,11 @@ of layer ``l``, which for spike inputs is the firing rate):
     inputs included (1x1 shortcuts, time-embedding MLP, decoder):
     ``E = E_MAC * MACs(first conv) + E_AC * sum_l SOPs(l)``.
 ``strict``
-    Every layer whose input is not binary costs a MAC per dense MAC; only spike-input
-    layers cost ACs; neuron updates count where the hardware profile has a figure.
-    Never below ``paper``: a MAC costs at least an AC and dense MACs bound SOPs.
+    The first convolution and every layer whose input is not binary cost a MAC per
+    dense MAC; only the other spike-input layers cost ACs; neuron updates count where
+    the hardware profile has a figure. Never below ``paper``: it prices every layer
+    ``paper`` prices as MACs as MACs too, a MAC costs at least an AC (hardware profiles
+    refuse less), and dense MACs bound SOPs.
 
 An ANN costs one MAC per dense MAC in every layer under both conventions.
 Energies are per image; "per forward" is one U-Net evaluation (one denoising step),
@@ -103,11 +105,9 @@ def _layer_ops(profile: SpikeProfile, convention: str) -> np.ndarray:
     binary = np.array([l.binary_input for l in profile.layers])
     if profile.arch == "ann":
         return np.ones(len(binary), dtype=bool)
-    if convention == "paper":
-        is_mac = np.zeros(len(binary), dtype=bool)
-        is_mac[first_conv_index(profile)] = True
-        return is_mac
-    return ~binary
+    is_mac = np.zeros(len(binary), dtype=bool)
+    is_mac[first_conv_index(profile)] = True
+    return is_mac if convention == "paper" else is_mac | ~binary
 
 
 def _neuron_energy_pj(profile: SpikeProfile, hardware: HardwareProfile) -> np.ndarray:

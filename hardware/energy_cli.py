@@ -16,8 +16,8 @@ from sddpm.errors import SddpmError
 
 
 def profile_checkpoint(path, *, sampler: str = "ddim", steps: int | None = 50, n: int = 8,
-                       seed: int = 0, threshold: float | None = None,
-                       progress: bool = True) -> SpikeProfile:
+                       seed: int = 0, threshold: float | None = None, progress: bool = True,
+                       require_snn: bool = False) -> SpikeProfile:
     """Sample ``n`` images from a checkpoint with every layer's activity recorded."""
     from sddpm.diffusion import SAMPLERS, GaussianDiffusion
     from sddpm.presets import ModelConfig
@@ -28,6 +28,9 @@ def profile_checkpoint(path, *, sampler: str = "ddim", steps: int | None = 50, n
     if sampler not in SAMPLERS:
         raise SddpmError(f"unknown sampler {sampler!r}; choose 'ddpm' or 'ddim'")
     model, payload = model_from_checkpoint(path, threshold=threshold)
+    if require_snn and payload["arch"] != "snn":
+        raise SddpmError(f"{path} holds an ANN; Table 3's SNN rows need the spike rates of "
+                         "a spiking model")
     config = ModelConfig.from_dict(payload["model_config"])
     diffusion = GaussianDiffusion(config.diffusion_steps)
     meta = {"checkpoint": str(path), "preset": config.name, "arch": payload["arch"],
@@ -92,6 +95,7 @@ def format_report(report) -> str:
 
 def format_table3(result: dict) -> str:
     src = result["rate_source"]
+    mapping = "; ".join(sorted({r["rate_mapping"] for r in result["rows"] if "rate_mapping" in r}))
     lines = [f"Table 3 of the paper beside ours ({result['architecture']} architecture, "
              f"{result['hardware']}, '{result['convention']}' convention, per forward pass)",
              f"{'model':10s} {'paper mJ':>9s} {'ours mJ':>9s} {'diff':>8s} "
@@ -102,18 +106,38 @@ def format_table3(result: dict) -> str:
         lines.append(f"{r['model']:10s} {r['paper_mJ']:9.2f} {r['ours_mJ']:9.2f} "
                      f"{r['relative_difference']:+8.2%} {implied} {ours}")
     lines.append(f"fr: the one average input rate of every layer after the first conv that "
-                 f"gives the energy. Our SNN rates: {src['mapping']}, measured on "
+                 f"gives the energy. Our SNN rates: {mapping}, measured on "
                  f"{src.get('checkpoint', '?')} ({src.get('preset', '?')}, "
                  f"T={src['timesteps']}, mean spike rate {src['mean_spike_rate']:.3f}).")
     return "\n".join(lines)
 
 
+def _writable_folder(name: str) -> Path:
+    path = Path(name)
+    if path.exists() and not path.is_dir():
+        raise SddpmError(f"--out {name} is a file; give a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK):
+        raise SddpmError(f"cannot write into {name}; choose another --out folder")
+    return path
+
+
+def _check_table3_options(args) -> None:
+    # the paper's figures are 45 nm fp32 under its own convention; nothing else compares
+    if args.hardware != "45nm-fp32" or args.convention != "paper" or args.out:
+        raise SddpmError("--reproduce-table3 prices on 45nm-fp32 under the 'paper' "
+                         "convention and prints only; drop --hardware, --convention and --out")
+
+
 def run_energy(args) -> None:
     """The ``sddpm energy`` command (arguments parsed in :mod:`sddpm.cli`)."""
+    if args.reproduce_table3:
+        _check_table3_options(args)
     hardware = load_profile(args.hardware)
     if args.convention not in CONVENTIONS:
         raise SddpmError(f"unknown convention {args.convention!r}; expected one of "
                          f"{', '.join(CONVENTIONS)}")
+    out = _writable_folder(args.out) if args.out else None
     if args.profile:
         profile = SpikeProfile.load_h5(args.profile)
     else:
@@ -122,18 +146,16 @@ def run_energy(args) -> None:
             raise SddpmError("give a checkpoint to profile, or --profile FILE.h5")
         profile = profile_checkpoint(checkpoint, sampler=args.sampler, steps=args.steps,
                                      n=args.n, seed=args.seed, threshold=args.threshold,
-                                     progress=not args.json)
+                                     progress=not args.json,
+                                     require_snn=args.reproduce_table3)
     if args.reproduce_table3:
         from hardware.table3 import reproduce_table3
 
-        if profile.arch != "snn":
-            raise SddpmError("--reproduce-table3 needs the spike rates of a spiking model; "
-                             f"{profile.meta.get('checkpoint', 'this profile')} is an ANN")
         result = reproduce_table3(profile, hardware)
         print(json.dumps(result, indent=2) if args.json else format_table3(result))
         return
     report = energy_report(profile, hardware, args.convention)
-    written = write_outputs(args.out, profile, report) if args.out else []
+    written = write_outputs(out, profile, report) if out else []
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -9,6 +9,7 @@ synaptic event (``ac_pj``) and, where published, one neuron update per timestep
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,19 +45,27 @@ class HardwareProfile:
 
     def validate(self) -> None:
         for key in ("mac_pj", "ac_pj"):
-            value = getattr(self, key)
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise SddpmError(f"hardware profile {self.name}: {key} must be a positive "
-                                 f"number of pJ, got {value!r}")
+            _check_energy(self.name, key, getattr(self, key))
         # the 'strict' convention never undercuts 'paper' only because a MAC costs at
         # least an accumulate; a profile breaking that is a typo, not hardware
         if self.mac_pj < self.ac_pj:
             raise SddpmError(f"hardware profile {self.name}: mac_pj {self.mac_pj} is below "
                              f"ac_pj {self.ac_pj}; a MAC includes an accumulate")
         update = self.neuron_update_pj
-        if update is not None and set(update) != {"active", "inactive"}:
-            raise SddpmError(f"hardware profile {self.name}: neuron_update_pj needs exactly "
-                             f"'active' and 'inactive', got {sorted(update)}")
+        if update is None:
+            return
+        if not isinstance(update, dict) or set(update) != {"active", "inactive"}:
+            raise SddpmError(f"hardware profile {self.name}: neuron_update_pj must be null "
+                             f"or {{\"active\": pJ, \"inactive\": pJ}}, got {update!r}")
+        for key, value in update.items():
+            _check_energy(self.name, f"neuron_update_pj.{key}", value)
+
+
+def _check_energy(profile: str, key: str, value) -> None:
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value <= 0):
+        raise SddpmError(f"hardware profile {profile}: {key} must be a positive, finite "
+                         f"number of pJ, got {value!r}")
 
 
 def available_profiles() -> list[str]:

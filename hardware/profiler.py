@@ -19,7 +19,9 @@ from hardware.spike_profile import Population, SpikeProfile, SynapticLayer
 from sddpm.errors import SddpmError
 from sddpm.neurons import MultiStepIF
 
-SYNAPTIC_TYPES = (nn.Conv2d, nn.Conv3d, nn.Linear)
+SYNAPTIC_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+# synaptic layers the profiler cannot count yet: refused, never skipped silently
+UNCOUNTED_TYPES = (nn.modules.conv._ConvTransposeNd, nn.Bilinear)
 
 
 def real_fanout(conv: nn.Module, input_size: tuple) -> torch.Tensor:
@@ -29,9 +31,10 @@ def real_fanout(conv: nn.Module, input_size: tuple) -> torch.Tensor:
     (output position, kernel tap) pairs that read it; zero padding reads no input, so
     border positions meet fewer weights. Multiply by ``out_channels / groups``.
     """
-    if conv.padding_mode != "zeros":
-        raise SddpmError(f"exact event counts support zero padding only, found "
-                         f"padding_mode={conv.padding_mode!r} in {conv}")
+    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        raise SddpmError(f"exact event counts need numeric zero padding, found "
+                         f"padding={conv.padding!r}, padding_mode={conv.padding_mode!r} "
+                         f"in {conv}")
     dims = len(input_size)
     out_size = [
         (n + 2 * p - d * (k - 1) - 1) // s + 1
@@ -43,7 +46,7 @@ def real_fanout(conv: nn.Module, input_size: tuple) -> torch.Tensor:
         for n, o, k, s, p, d in zip(input_size, out_size, conv.kernel_size, conv.stride,
                                     conv.padding, conv.dilation)
     ]
-    transpose = F.conv_transpose2d if dims == 2 else F.conv_transpose3d
+    transpose = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[dims]
     ones = torch.ones(1, 1, *out_size, dtype=torch.float64)
     taps = torch.ones(1, 1, *conv.kernel_size, dtype=torch.float64)
     counts = transpose(ones, taps, stride=conv.stride, padding=conv.padding,
@@ -67,14 +70,14 @@ class _LayerProbe:
     fanout_cache: dict = field(default_factory=dict)
 
     def events(self, nonzero: torch.Tensor) -> float:
-        """Exact synaptic events of a ``[N, C, ...]`` nonzero mask, summed over N."""
+        """Exact synaptic events of a ``[N, C, ...]`` 0/1 mask of non-zero inputs, summed over N."""
         m = self.module
         if isinstance(m, nn.Linear):
-            return float(nonzero.sum()) * m.out_features
+            return float(nonzero.sum(dim=-1).double().sum()) * m.out_features
         size = tuple(nonzero.shape[2:])
         if size not in self.fanout_cache:
             self.fanout_cache[size] = real_fanout(m, size)
-        per_position = nonzero.sum(dim=(0, 1), dtype=torch.float64)
+        per_position = nonzero.sum(dim=(0, 1)).double().cpu()
         return float((per_position * self.fanout_cache[size]).sum()) * m.out_channels / m.groups
 
 
@@ -93,6 +96,10 @@ class ActivityProfiler:
 
     def __init__(self, model: nn.Module, timesteps: int):
         self.model, self.T = model, timesteps
+        for name, m in model.named_modules():
+            if isinstance(m, UNCOUNTED_TYPES):
+                raise SddpmError(f"{name} is a {type(m).__name__}, which the profiler "
+                                 "cannot count; only Conv1d/2d/3d and Linear layers")
         self.layers = [_LayerProbe(name, m) for name, m in model.named_modules()
                        if isinstance(m, SYNAPTIC_TYPES)]
         self.order: list[int] = []  # layer indices in the order they first ran
@@ -101,7 +108,7 @@ class ActivityProfiler:
         self.neurons = [0] * len(self.populations)
         self.batch = 0
         self.steps: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-        self._pop_counts = None
+        self._pop_counts, self._pop_seen = None, []
         self._x, self._t = None, 0  # the current step's model input and diffusion step
         self._handles = []
 
@@ -128,26 +135,37 @@ class ActivityProfiler:
         for probe in self.layers:
             probe.step_nonzero, probe.step_elements, probe.step_events = None, 0.0, 0.0
         self._pop_counts = np.zeros((len(self.populations), self.T))
+        self._pop_seen = [False] * len(self.populations)
 
     def _layer_hook(self, probe: _LayerProbe):
         def hook(module, inputs, out):
+            if probe.step_nonzero is not None:
+                raise SddpmError(f"layer {probe.name} ran twice in one forward pass; the "
+                                 "profiler counts each synaptic layer once per step (give "
+                                 "shared layers their own modules)")
             x = inputs[0].detach()
             n = x.shape[0]
+            if n not in (self.batch, self.T * self.batch):
+                raise SddpmError(f"layer {probe.name} got a leading dimension of {n}; the "
+                                 f"profiler expects the batch ({self.batch}) or T*batch "
+                                 f"({self.T * self.batch})")
             fused = n == self.T * self.batch and self.T > 1
-            nonzero = x != 0
-            probe.binary &= bool(((x == 0) | (x == 1)).all())
-            per_image = x[0].numel()
+            # the mask in the input's float type: float sums are an order of magnitude
+            # faster than bool ones, and exact while each stays below 2**24
+            nonzero = (x != 0).to(x.dtype if x.is_floating_point() else torch.float32)
+            probe.binary = probe.binary and torch.equal(nonzero, x)
+            per_sample = nonzero.reshape(n, -1).sum(dim=1).double().cpu().numpy()
             if fused:
-                steps = x.view(self.T, self.batch, *x.shape[1:])
+                steps = x.reshape(self.T, self.batch, *x.shape[1:])
                 probe.repeats &= (steps.shape[1:] == self._x.shape
                                   and bool((steps == self._x).all()))
-                counts = nonzero.view(self.T, -1).sum(dim=1).double().numpy()
+                counts = per_sample.reshape(self.T, self.batch).sum(axis=1)
             else:
-                counts = np.full(self.T, float(nonzero.sum()))
+                counts = np.full(self.T, per_sample.sum())
             probe.fused &= fused
-            probe.step_nonzero = counts if probe.step_nonzero is None else probe.step_nonzero + counts
-            probe.step_elements += per_image * self.batch
-            probe.step_events += probe.events(nonzero) / self.batch
+            probe.step_nonzero = counts
+            probe.step_elements = x[0].numel() * self.batch
+            probe.step_events = probe.events(nonzero) / self.batch
             if not probe.record:
                 self.order.append(self.layers.index(probe))
                 fan_in = (module.in_features if isinstance(module, nn.Linear) else
@@ -161,9 +179,13 @@ class ActivityProfiler:
 
     def _population_hook(self, index: int):
         def hook(module, inputs, spikes):
-            s = spikes.detach().view(self.T, -1)
+            if self._pop_seen[index]:
+                raise SddpmError(f"IF population {self.populations[index][0]} ran twice in "
+                                 "one forward pass; give each use its own module")
+            self._pop_seen[index] = True
+            s = spikes.detach().reshape(self.T, -1)
             self.neurons[index] = s.shape[1] // self.batch
-            self._pop_counts[index] += s.sum(dim=1).double().numpy()
+            self._pop_counts[index] = s.sum(dim=1).double().cpu().numpy()
         return hook
 
     def _end_step(self, module, inputs, out):
@@ -210,7 +232,7 @@ class ActivityProfiler:
             exact_events=events[:, order],
             population_rate=np.stack([s[3] for s in self.steps])
             if self.populations else np.zeros((len(self.steps), 0, self.T)),
-            meta=dict(meta or {}),
+            meta={"arch": "snn" if self.populations else "ann", **(meta or {})},
         )
 
 

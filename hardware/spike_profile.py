@@ -98,7 +98,8 @@ class SpikeProfile:
 
     @property
     def arch(self) -> str:
-        return self.meta.get("arch", "snn")
+        """``snn`` or ``ann``; without a record, a profile with IF populations is an SNN."""
+        return self.meta.get("arch", "snn" if self.populations else "ann")
 
     def applications(self) -> np.ndarray:
         """``[L]``: how many times each layer runs per forward pass."""
@@ -156,16 +157,18 @@ class SpikeProfile:
                 header = json.loads(f.attrs["header"])
                 arrays = {k: f[k][()] for k in
                           ("diffusion_t", "input_rate", "exact_events", "population_rate")}
-        except (OSError, KeyError, ValueError) as e:
-            raise SddpmError(f"{path} is not a spike profile written by sddpm ({e}); "
-                             "profile again with 'sddpm energy CKPT --out DIR'") from None
-        if header.get("format_version") != FORMAT_VERSION:
-            raise SddpmError(f"spike profile {path} has format version "
-                             f"{header.get('format_version')}, this sddpm reads "
-                             f"{FORMAT_VERSION}; profile again")
-        return cls(layers=[SynapticLayer.from_dict(d) for d in header["layers"]],
-                   populations=[Population(**d) for d in header["populations"]],
-                   timesteps=header["timesteps"], meta=header["meta"], **arrays)
+            version = header.get("format_version")
+            if version != FORMAT_VERSION:
+                raise SddpmError(f"spike profile {path} has format version {version}, this "
+                                 f"sddpm reads {FORMAT_VERSION}; profile again")
+            return cls(layers=[SynapticLayer.from_dict(d) for d in header["layers"]],
+                       populations=[Population(**d) for d in header["populations"]],
+                       timesteps=int(header["timesteps"]), meta=dict(header["meta"]),
+                       **arrays)
+        except (OSError, KeyError, ValueError, TypeError, AttributeError) as e:
+            raise SddpmError(f"{path} is not a spike profile written by sddpm "
+                             f"({type(e).__name__}: {e}); profile again with "
+                             "'sddpm energy CKPT --out DIR'") from None
 
     def save_csv(self, path) -> Path:
         """Long format: one row per (diffusion step, layer or population, timestep)."""

@@ -17,6 +17,7 @@ from hardware.energy import energy_report, first_conv_index
 from hardware.hardware_profiles import HardwareProfile
 from hardware.profiler import ActivityProfiler
 from hardware.spike_profile import SpikeProfile
+from sddpm.errors import SddpmError
 from sddpm.models import build_model
 from sddpm.presets import get_preset
 
@@ -81,12 +82,14 @@ def implied_rate(profile: SpikeProfile, energy_mj: float, hardware: HardwareProf
 
 def reproduce_table3(measured: SpikeProfile, hardware: HardwareProfile) -> dict:
     """Rows of Table 3, paper beside ours, under the paper's convention on ``hardware``."""
+    if measured.arch != "snn":
+        raise SddpmError("Table 3's SNN rows need the spike rates of a spiking model; "
+                         f"{measured.meta.get('checkpoint', 'this profile')} is an ANN")
     ann = architecture_profile("ann", 1)
     ann_mj = energy_report(ann, hardware, "paper").per_forward_mj
     rows = [{"model": "DDPM-ANN", "timesteps": None, "paper_mJ": PAPER_TABLE3_MJ["DDPM-ANN"],
              "ours_mJ": ann_mj, "relative_difference": ann_mj / PAPER_TABLE3_MJ["DDPM-ANN"] - 1,
              "dense_macs_per_forward": float(ann.dense_macs().sum())}]
-    how = ""
     for T in (4, 8):
         name = f"SDDPM-{T}T"
         structure = architecture_profile("snn", T)
@@ -98,11 +101,11 @@ def reproduce_table3(measured: SpikeProfile, hardware: HardwareProfile) -> dict:
             "dense_macs_per_forward": float(structure.dense_macs().sum()),
             "paper_implied_rate": implied_rate(structure, PAPER_TABLE3_MJ[name], hardware),
             "our_effective_rate": implied_rate(structure, ours, hardware),
-            "our_spike_rate": mean_spike_rate(priced),
+            "our_spike_rate": mean_spike_rate(priced), "rate_mapping": how,
         })
     return {
         "hardware": hardware.name, "convention": "paper", "architecture": PAPER_PRESET,
         "rows": rows,
         "rate_source": {**measured.meta, "timesteps": measured.timesteps,
-                        "mean_spike_rate": mean_spike_rate(measured), "mapping": how},
+                        "mean_spike_rate": mean_spike_rate(measured)},
     }

@@ -4,11 +4,11 @@ import torch
 
 from hardware.energy import energy_report
 from hardware.hardware_profiles import available_profiles, load_profile
-from hardware.profiler import profile_sampling
+from hardware.profiler import ActivityProfiler, profile_sampling
 from sddpm.diffusion import GaussianDiffusion
 from sddpm.errors import SddpmError
 from sddpm.models import build_model, count_macs
-from sddpm.neurons import set_threshold
+from sddpm.neurons import MultiStepIF, set_threshold
 from sddpm.presets import get_preset
 
 
@@ -85,3 +85,32 @@ def test_ann_costs_a_mac_per_dense_mac_in_both_conventions():
 def test_unknown_convention_is_refused(snn):
     with pytest.raises(SddpmError, match="unknown convention 'loose'"):
         energy_report(snn[2], load_profile("45nm-fp32"), "loose")
+
+
+class _BinaryImageNet(torch.nn.Module):
+    """A first conv whose input, the image, is binary: 'paper' still prices it as MACs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.neuron = MultiStepIF(timesteps=2)
+        self.conv2 = torch.nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, x, t):
+        h = self.conv1(x.repeat(2, 1, 1, 1))
+        return self.conv2(self.neuron(h))
+
+
+@pytest.mark.parametrize("hardware", available_profiles())
+def test_strict_is_never_below_paper_with_a_binary_image(hardware):
+    torch.manual_seed(0)
+    model = _BinaryImageNet()
+    x = (torch.rand(2, 1, 6, 6) > 0.5).float()
+    with ActivityProfiler(model, 2) as p, torch.no_grad():
+        model(x, torch.zeros(2, dtype=torch.long))
+    profile = p.profile()
+    assert profile.layers[0].binary_input and not profile.layers[0].per_timestep
+    hw = load_profile(hardware)
+    paper, strict = energy_report(profile, hw, "paper"), energy_report(profile, hw, "strict")
+    assert strict.layers[0].op == paper.layers[0].op == "MAC"
+    assert strict.per_forward_mj >= paper.per_forward_mj

@@ -70,3 +70,30 @@ def test_bad_inputs_are_one_line(tmp_path):
         result = run_cli("sddpm", "energy", *args)
         assert result.returncode == 2, args
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_ann_checkpoint(tmp_path_factory):
+    from sddpm.train import TrainConfig, Trainer
+
+    out = tmp_path_factory.mktemp("tiny-ann")
+    Trainer(TrainConfig(preset="tiny", arch="ann", steps=2, ckpt_every=2, sample_every=1000,
+                        out=str(out), warmup=1)).run()
+    return out / "last.pt"
+
+
+def test_table3_refuses_before_any_sampling(tiny_ann_checkpoint, tmp_path):
+    for args, message in [((tiny_ann_checkpoint,), "holds an ANN"),
+                          (("--hardware", "loihi1"), "prices on 45nm-fp32"),
+                          (("--out", tmp_path), "drop --hardware, --convention and --out")]:
+        result = run_cli("sddpm", "energy", "--reproduce-table3", *args)
+        assert result.returncode == 2, args
+        assert message in result.stderr and "sampling" not in result.stderr
+
+
+def test_out_that_is_a_file_is_refused_before_sampling(tiny_checkpoint, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    result = run_cli("sddpm", "energy", tiny_checkpoint, "--out", target)
+    assert result.returncode == 2 and "is a file" in result.stderr
+    assert "sampling" not in result.stderr and target.read_text() == "keep me"

@@ -39,6 +39,14 @@ def test_profile_file_by_path_and_its_errors(tmp_path):
     path.write_text(json.dumps({k: v for k, v in good.items() if k != "source"}))
     with pytest.raises(SddpmError, match="lacks source"):
         load_profile(str(path))
+    for bad, message in [({"mac_pj": float("nan")}, "mac_pj must be a positive, finite"),
+                         ({"ac_pj": "0.9"}, "ac_pj must be a positive, finite"),
+                         ({"neuron_update_pj": 5}, "neuron_update_pj must be null"),
+                         ({"neuron_update_pj": {"active": "81", "inactive": 52}},
+                          "neuron_update_pj.active must be")]:
+        path.write_text(json.dumps({**good, **bad}))
+        with pytest.raises(SddpmError, match=message):
+            load_profile(str(path))
     path.write_text("{not json")
     with pytest.raises(SddpmError, match="not valid JSON"):
         load_profile(str(path))

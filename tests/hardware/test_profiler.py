@@ -86,6 +86,7 @@ def test_layers_found_in_the_model_in_execution_order(tiny_profile):
     model, config, profile = tiny_profile
     names = [l.name for l in profile.layers]
     expected = {n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.Linear))}
+
     assert set(names) == expected and len(names) == len(expected)
     first_conv = next(l for l in profile.layers if l.kind == "conv2d")
     assert first_conv.name == "encoder.conv1"
@@ -146,3 +147,67 @@ def test_damaged_profile_file_is_one_clear_error(tmp_path):
         SpikeProfile.load_h5(bad)
     with pytest.raises(SddpmError, match="does not exist"):
         SpikeProfile.load_h5(tmp_path / "absent.h5")
+
+
+class _SharedConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x, t):
+        return self.conv(self.conv(x))
+
+
+def test_a_layer_run_twice_per_forward_is_refused():
+    with pytest.raises(SddpmError, match="conv ran twice in one forward pass"):
+        _profile_once_input(_SharedConv(), torch.rand(1, 1, 4, 4), 1)
+
+
+def test_transposed_convolutions_are_refused_not_skipped():
+    with pytest.raises(SddpmError, match="ConvTranspose2d, which the profiler cannot count"):
+        ActivityProfiler(nn.Sequential(nn.ConvTranspose2d(1, 1, 3)), 1)
+
+
+def _profile_once_input(model, x, T):
+    with ActivityProfiler(model, T) as p, torch.no_grad():
+        model(x, torch.zeros(x.shape[0], dtype=torch.long))
+    return p.profile()
+
+
+def test_rates_and_events_do_not_depend_on_the_batch_size():
+    config = get_preset("tiny")
+    torch.manual_seed(0)
+    model = build_model(config, "snn").eval()
+    x = torch.randn(1, config.image_channels, config.image_size, config.image_size)
+    one = _profile_once_input(model, x, config.timesteps)
+    three = _profile_once_input(model, x.repeat(3, 1, 1, 1), config.timesteps)
+    assert one.layers == three.layers
+    np.testing.assert_allclose(three.input_rate, one.input_rate, rtol=1e-12)
+    np.testing.assert_allclose(three.exact_events, one.exact_events, rtol=1e-12)
+    np.testing.assert_allclose(three.population_rate, one.population_rate, rtol=1e-12)
+
+
+def test_arch_is_recorded_without_being_told():
+    config = get_preset("tiny")
+    x = torch.randn(1, config.image_channels, config.image_size, config.image_size)
+    assert _profile_once_input(build_model(config, "ann").eval(), x, 1).arch == "ann"
+    snn = _profile_once_input(build_model(config, "snn").eval(), x, config.timesteps)
+    assert snn.arch == "snn" and snn.meta["arch"] == "snn"
+
+
+def test_damaged_profile_header_is_one_clear_error(tiny_profile, tmp_path):
+    import h5py
+
+    path = tiny_profile[2].save_h5(tmp_path / "p.h5")
+    with h5py.File(path, "a") as f:
+        f.attrs["header"] = '{"format_version": 1, "timesteps": 4}'
+    with pytest.raises(SddpmError, match="not a spike profile.*KeyError"):
+        SpikeProfile.load_h5(path)
+    with h5py.File(path, "a") as f:
+        f.attrs["header"] = '[1, 2]'
+    with pytest.raises(SddpmError, match="not a spike profile"):
+        SpikeProfile.load_h5(path)
+    with h5py.File(path, "a") as f:
+        f.attrs["header"] = '{"format_version": 99}'
+    with pytest.raises(SddpmError, match="format version 99"):
+        SpikeProfile.load_h5(path)
