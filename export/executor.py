@@ -1,0 +1,172 @@
+"""A reference executor: runs an sddpm NIR graph in PyTorch, T steps with dt = 1.
+
+It needs the NIR file only (not the checkpoint): the chip graph runs node by node in
+topological order each spiking timestep, every edge into a node summed, IF state
+carried over the steps (the convention in the file's metadata); the host side (the
+encoding conv, the time embedding, the decoding head) is rebuilt from the parameters
+stored in the file. Multi-input graphs included, which nirtorch 2.6's interpreter
+cannot build (it redefines a node per ``Input``); a single-input graph also runs in
+nirtorch (see ``tests/export``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from export.nir_file import Upsample2d, graph_info
+from sddpm.errors import SddpmError
+from sddpm.presets import ModelConfig
+
+
+def topological_order(graph: nir.NIRGraph) -> list[str]:
+    preds = defaultdict(list)
+    succs = defaultdict(list)
+    for a, b in graph.edges:
+        preds[b].append(a)
+        succs[a].append(b)
+    waiting = {n: len(preds[n]) for n in graph.nodes}
+    ready = deque(n for n, k in waiting.items() if k == 0)
+    order = []
+    while ready:
+        n = ready.popleft()
+        order.append(n)
+        for m in succs[n]:
+            waiting[m] -= 1
+            if waiting[m] == 0:
+                ready.append(m)
+    if len(order) != len(graph.nodes):
+        raise SddpmError("the NIR graph has a cycle; the reference executor runs "
+                         "feed-forward graphs only")
+    return order
+
+
+class NirExecutor:
+    """Runs the chip part of a graph: ``run(inputs, T) -> (outputs, spikes)``.
+
+    ``inputs`` maps each ``Input`` node to a tensor ``[B, *shape]`` (the same at every
+    timestep); the results map ``Output`` nodes and IF nodes to ``[T, B, *shape]``.
+    """
+
+    def __init__(self, graph: nir.NIRGraph, dtype=torch.float64):
+        self.graph, self.dtype = graph, dtype
+        self.order = topological_order(graph)
+        self.preds = defaultdict(list)
+        for a, b in graph.edges:
+            self.preds[b].append(a)
+        self.params = {}
+        as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
+        for name, node in graph.nodes.items():
+            if isinstance(node, nir.Conv2d):
+                self.params[name] = (as_t(node.weight), as_t(node.bias),
+                                     tuple(int(s) for s in node.stride),
+                                     tuple(int(p) for p in node.padding))
+            elif isinstance(node, nir.IF):
+                if np.any(np.asarray(node.v_reset) != 0):
+                    raise SddpmError(f"IF node {name} resets to a non-zero v_reset; the "
+                                     "executor implements reset to 0")
+                self.params[name] = (as_t(node.r), as_t(node.v_threshold))
+            elif isinstance(node, Upsample2d):
+                self.params[name] = tuple(float(s) for s in node.scale_factor)
+            elif not isinstance(node, (nir.Input, nir.Output)):
+                raise SddpmError(f"node {name} is a {type(node).__name__}; the reference "
+                                 "executor runs Input, Output, Conv2d, IF and sddpm.Upsample2d")
+
+    def _step(self, name, node, x, v):
+        if isinstance(node, nir.Conv2d):
+            w, b, stride, padding = self.params[name]
+            return F.conv2d(x, w, b, stride=stride, padding=padding)
+        if isinstance(node, nir.IF):
+            r, threshold = self.params[name]
+            v[name] = v.get(name, 0) + r * x
+            spikes = (v[name] > threshold).to(self.dtype)
+            v[name] = v[name] * (1 - spikes)
+            return spikes
+        if isinstance(node, Upsample2d):
+            return F.interpolate(x, scale_factor=self.params[name], mode="nearest")
+        return x
+
+    @torch.no_grad()
+    def run(self, inputs: dict, timesteps: int) -> tuple[dict, dict]:
+        missing = set(self.graph.inputs) - set(inputs)
+        if missing:
+            raise SddpmError(f"inputs missing for {', '.join(sorted(missing))}")
+        recorded = defaultdict(list)
+        v: dict = {}
+        for _ in range(timesteps):
+            values = {}
+            for name in self.order:
+                node = self.graph.nodes[name]
+                if isinstance(node, nir.Input):
+                    values[name] = inputs[name].to(self.dtype)
+                    continue
+                x = sum(values[p] for p in self.preds[name])
+                values[name] = self._step(name, node, x, v)
+                if isinstance(node, (nir.IF, nir.Output)):
+                    recorded[name].append(values[name])
+        stacked = {k: torch.stack(vals) for k, vals in recorded.items()}
+        outputs = {k: stacked[k] for k in self.graph.outputs}
+        spikes = {k: s for k, s in stacked.items() if k not in self.graph.outputs}
+        return outputs, spikes
+
+
+class HostSide(torch.nn.Module):
+    """The host's share of the U-Net, rebuilt from the parameters in a NIR file."""
+
+    def __init__(self, graph: nir.NIRGraph, dtype=torch.float64):
+        super().__init__()
+        from sddpm.snn_unet import SpikingUNet
+
+        info = graph_info(graph)
+        self.config = ModelConfig.from_dict(info["model_config"])
+        self.info = info
+        net = SpikingUNet(self.config).to(dtype)  # before loading: float64 stays float64
+        host = {k: torch.as_tensor(np.asarray(v)) for k, v in graph.metadata["host"].items()}
+        missing = [k for k in host if k not in net.state_dict()]
+        if missing:
+            raise SddpmError(f"host parameters {missing[:3]} do not fit the model config in "
+                             "the file; it is damaged")
+        net.load_state_dict(host, strict=False)
+        self.net = net.eval()
+        self.dtype = dtype
+
+    @torch.no_grad()
+    def inputs(self, x: torch.Tensor, t: torch.Tensor) -> dict:
+        """The graph's inputs for images ``x [B, C, H, W]`` at diffusion steps ``t [B]``."""
+        net = self.net
+        x = x.to(self.dtype)
+        feeds = {"input": net.encoder.bn1(net.encoder.conv1(x))}
+        temb = net.time_embedding(t)
+        for entry in self.info["inputs"]["temb"]:
+            block = net.get_submodule(entry["block"])
+            per_channel = block.temb_proj(temb)
+            shape = self.info_shape(entry["node"])
+            feeds[entry["node"]] = per_channel[:, :, None, None].expand(-1, *shape).clone()
+        return feeds
+
+    def info_shape(self, node: str) -> tuple:
+        return tuple(int(s) for s in self.graph_shapes[node])
+
+    @torch.no_grad()
+    def decode(self, stream: torch.Tensor) -> torch.Tensor:
+        """``stream [T, B, C, H, W]`` -> predicted noise ``[B, img, H, W]``."""
+        T, B = stream.shape[:2]
+        return self.net.decoder(stream.reshape(T * B, *stream.shape[2:]))
+
+
+def predict_noise(graph: nir.NIRGraph, x: torch.Tensor, t: torch.Tensor,
+                  dtype=torch.float64) -> tuple[torch.Tensor, dict]:
+    """The noise the exported network predicts for ``x`` at ``t``, and every spike train."""
+    host = HostSide(graph, dtype)
+    host.graph_shapes = {name: node.input_type["input"] for name, node in graph.inputs.items()}
+    executor = NirExecutor(graph, dtype)
+    step = host.info["diffusion_step"]
+    if step is not None and bool((t != step).any()):
+        raise SddpmError(f"this graph was exported for diffusion step {step} only")
+    feeds = host.inputs(x, t)
+    outputs, spikes = executor.run({k: feeds[k] for k in graph.inputs}, host.config.timesteps)
+    return host.decode(outputs["stream"]), spikes

@@ -1,0 +1,106 @@
+"""NIR files of sddpm: standard NIR 1.0.8 plus one extension node, and their reader.
+
+NIR has no nearest-neighbour upsampling. :class:`Upsample2d` (file type
+``sddpm.Upsample2d``) is the one extension: ``y[c, i, j] = x[c, i // s, j // s]``. Stock
+``nir.read`` rejects a file holding it (its type is not a NIR type); :func:`read_nir`
+reads it. A graph without upsampling (a single-level preset) is pure standard NIR.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict
+
+import h5py
+import nir
+import numpy as np
+
+from sddpm.errors import SddpmError
+
+EXTENSION_PREFIX = "sddpm."
+FORMAT = "sddpm-nir"
+FORMAT_VERSION = 1
+
+
+@dataclass(eq=False)
+class Upsample2d(nir.NIRNode):
+    """Nearest-neighbour upsampling of ``[C, H, W]`` by an integer factor per axis.
+
+    .. math::
+        y[c, i, j] = x[c, \\lfloor i / s_0 \\rfloor, \\lfloor j / s_1 \\rfloor]
+    """
+
+    input_shape: np.ndarray  # (C, H, W)
+    scale_factor: np.ndarray  # (s_0, s_1)
+
+    def __post_init__(self):
+        self.input_shape = np.asarray(self.input_shape, dtype=np.int64)
+        self.scale_factor = np.asarray(self.scale_factor, dtype=np.int64)
+        c, h, w = self.input_shape
+        self.input_type = {"input": self.input_shape}
+        self.output_type = {"output": np.array([c, h * self.scale_factor[0],
+                                                w * self.scale_factor[1]])}
+
+    def to_dict(self) -> Dict[str, Any]:
+        ret = super().to_dict()
+        ret["type"] = EXTENSION_PREFIX + "Upsample2d"
+        return ret
+
+    @classmethod
+    def from_dict(cls, kwargs: Dict[str, Any]) -> "Upsample2d":
+        return cls(input_shape=kwargs["input_shape"], scale_factor=kwargs["scale_factor"],
+                   metadata=kwargs.get("metadata", {}))
+
+
+EXTENSIONS = {EXTENSION_PREFIX + "Upsample2d": Upsample2d}
+
+
+def write_nir(graph: nir.NIRGraph, path) -> Path:
+    """Write ``graph`` atomically; gzip for the weights (every array written is >= 1-d)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    nir.write(tmp, graph, compression="gzip", compression_opts=1)
+    tmp.replace(path)
+    return path
+
+
+def _decode(value):
+    return value.decode("utf8") if isinstance(value, bytes) else value
+
+
+def read_nir(path) -> nir.NIRGraph:
+    """Read an sddpm NIR file, extension nodes included; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise SddpmError(f"NIR file {path} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            data = nir.serialization.hdf2dict(f["node"])
+        nodes = {}
+        for name, node in data["nodes"].items():
+            kind = _decode(node["type"])
+            if kind.startswith(EXTENSION_PREFIX):
+                if kind not in EXTENSIONS:
+                    raise SddpmError(f"{path}: node {name} has extension type {kind}, which "
+                                     f"this sddpm does not know ({', '.join(EXTENSIONS)})")
+                nodes[name] = EXTENSIONS[kind].from_dict(node)
+            else:
+                nodes[name] = nir.dict2NIRNode({**node, "type": kind})
+        edges = [(_decode(a), _decode(b)) for a, b in data["edges"]]
+        metadata = data.get("metadata", {})
+    except SddpmError:
+        raise
+    except (OSError, KeyError, TypeError, ValueError, AssertionError) as e:
+        raise SddpmError(f"{path} is not a readable NIR file ({type(e).__name__}: {e})") from None
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
+
+
+def graph_info(graph: nir.NIRGraph) -> dict:
+    """The sddpm metadata of a graph (JSON in ``metadata['sddpm']``)."""
+    raw = graph.metadata.get("sddpm") if isinstance(graph.metadata, dict) else None
+    if raw is None:
+        raise SddpmError("this NIR graph was not written by sddpm-export (no 'sddpm' metadata)")
+    return json.loads(_decode(raw))

@@ -1,0 +1,310 @@
+"""The Spiking U-Net as a NIR graph: what the chip runs, with the host interface.
+
+Partition. Chip: every IF population and every linear map from spikes to the next
+population's input. Host: the encoding convolution on the analog image x_t (and its
+BatchNorm), the time-embedding MLP with each block's projection, and the analog
+decoding head. Interface, per spiking timestep (dt = 1):
+
+- ``Input`` ``input`` ``[ch, H, W]``: the current into the encoder's IF population,
+  ``BN(conv(x_t))``, the same at every timestep;
+- ``Input`` ``temb:<block>`` ``[C, H, W]``: that block's time-embedding projection
+  ``Linear(SiLU(temb(t)))`` broadcast over H and W, the same at every timestep
+  (absent from a graph exported for one fixed diffusion step, where it is folded into
+  a bias);
+- ``Output`` ``stream`` ``[ch, H, W]``: the analog stream the decoding head reads.
+
+The analog residual stream is a sum of linear maps of upstream spikes, so no node of
+the graph is analog state: every IF population receives that sum through several
+edges (fan-in sums), concatenations split the consumer's population and weights by
+input channel, and 1x1 shortcuts compose with the maps they follow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+
+import nir
+import numpy as np
+import torch
+from torch import nn
+
+from export.nir_file import FORMAT, FORMAT_VERSION, Upsample2d
+from export.rewrites import (
+    ConvMap,
+    compose_pointwise,
+    conv_map,
+    fold_batchnorm_module,
+    split_input_channels,
+)
+from sddpm.errors import SddpmError
+from sddpm.neurons import MultiStepIF
+from sddpm.snn_unet import (
+    PreSpikeResBlock,
+    SpikingDownsample,
+    SpikingUNet,
+    SpikingUpsample,
+)
+
+NEURON_CONVENTION = (
+    "discrete time, dt = 1: v[t] = v[t-1] + r * I[t]; spike when v[t] > v_threshold; "
+    "then v[t] = v_reset; I[t] is the sum of every edge into the population at step t"
+)
+HOST_PREFIXES = ("time_embedding.", "encoder.conv1.", "encoder.bn1.", "decoder.")
+
+
+@dataclass
+class _Term:
+    """One synaptic map into a stream: ``cmap`` applied to the output of node ``source``."""
+
+    source: str
+    cmap: ConvMap
+    origin: str  # the torch layers it stands for, for the node's name
+    root: str = ""  # the torch layer it started from, before any composition
+    node: str | None = None  # its NIR node, once made
+
+    def __post_init__(self):
+        self.root = self.root or self.origin
+
+
+@dataclass
+class _Stream:
+    """An analog stream ``[C, H, W]``: the sum of its terms (no analog state)."""
+
+    terms: list[_Term]
+    shape: tuple
+
+
+@dataclass
+class _Builder:
+    dtype: np.dtype
+    threshold_of: dict
+    nodes: dict = field(default_factory=dict)
+    edges: list = field(default_factory=list)
+    populations: list = field(default_factory=list)  # (node, torch path, channel slice)
+    temb_inputs: list = field(default_factory=list)
+
+    def add(self, name: str, node) -> str:
+        if name in self.nodes:
+            raise SddpmError(f"two NIR nodes named {name}; the exporter made a duplicate")
+        self.nodes[name] = node
+        return name
+
+    def term_node(self, term: _Term, input_hw: tuple) -> str:
+        if term.node is None:
+            name = term.origin
+            k = 1
+            while name in self.nodes:
+                k += 1
+                name = f"{term.origin}#{k}"
+            m = term.cmap
+            term.node = self.add(name, nir.Conv2d(
+                input_shape=np.array(input_hw), weight=m.weight.astype(self.dtype),
+                stride=np.array(m.stride), padding=np.array(m.padding),
+                dilation=np.array([1, 1]), groups=1, bias=m.bias.astype(self.dtype)))
+            self.edges.append((term.source, term.node))
+        return term.node
+
+    def feed(self, stream: _Stream, target: str, source_hw: dict) -> None:
+        for term in stream.terms:
+            self.edges.append((self.term_node(term, source_hw[term.source]), target))
+
+    def population(self, name: str, path: str, shape: tuple, channels: tuple) -> str:
+        threshold = self.threshold_of[path]
+        self.add(name, nir.IF(r=np.ones(shape, dtype=self.dtype),
+                              v_threshold=np.full(shape, threshold, dtype=self.dtype),
+                              v_reset=np.zeros(shape, dtype=self.dtype)))
+        self.populations.append({"node": name, "torch": path, "channels": list(channels),
+                                 "shape": list(shape)})
+        return name
+
+
+def _conv_out(shape: tuple, m: ConvMap) -> tuple:
+    _, h, w = shape
+    kh, kw = m.weight.shape[2:]
+    return (m.out_channels,
+            (h + 2 * m.padding[0] - kh) // m.stride[0] + 1,
+            (w + 2 * m.padding[1] - kw) // m.stride[1] + 1)
+
+
+def _pointwise(stream: _Stream, outer: ConvMap, origin: str) -> list[_Term]:
+    """``outer`` (1x1) applied to every term of ``stream``; its bias added once."""
+    silent = replace(outer, bias=np.zeros_like(outer.bias))
+    return [_Term(t.source, compose_pointwise(outer if i == 0 else silent, t.cmap),
+                  f"{origin}@{t.root}", t.root)
+            for i, t in enumerate(stream.terms)]
+
+
+def _identity(channels: int, offset: int, total: int) -> ConvMap:
+    w = np.zeros((total, channels, 1, 1))
+    w[offset + np.arange(channels), np.arange(channels)] = 1.0
+    return ConvMap(w, np.zeros(total))
+
+
+def _check(module: nn.Module, path: str, kinds: tuple) -> None:
+    if not isinstance(module, kinds):
+        raise SddpmError(f"cannot export {path}: it is a {type(module).__name__}; the NIR "
+                         f"exporter knows {', '.join(k.__name__ for k in kinds)} there")
+
+
+def _population_parts(b: _Builder, parts: list[_Stream], name: str, path: str,
+                      hw: dict) -> list[str]:
+    """The IF population ``path`` over the concatenation of ``parts``: one node per part."""
+    pops, offset = [], 0
+    for k, part in enumerate(parts):
+        node = name if len(parts) == 1 else f"{name}:{k}"
+        pops.append(b.population(node, path, part.shape, (offset, offset + part.shape[0])))
+        b.feed(part, node, hw)
+        hw[node] = part.shape[1:]
+        offset += part.shape[0]
+    return pops
+
+
+def _res_block(b: _Builder, block: PreSpikeResBlock, path: str, parts: list[_Stream],
+               hw: dict, temb: torch.Tensor | None) -> _Stream:
+    for name in ("neuron1", "neuron2"):
+        _check(getattr(block, name), f"{path}.{name}", (MultiStepIF,))
+    for name in ("conv1", "conv2"):
+        _check(getattr(block, name), f"{path}.{name}", (nn.Conv2d,))
+    for name in ("bn1", "bn2"):
+        _check(getattr(block, name), f"{path}.{name}", (nn.BatchNorm2d,))
+    _check(block.shortcut, f"{path}.shortcut", (nn.Conv2d, nn.Identity))
+    pops = _population_parts(b, parts, f"{path}.neuron1", f"{path}.neuron1", hw)
+    sizes = [p.shape[0] for p in parts]
+    conv1 = split_input_channels(fold_batchnorm_module(conv_map(block.conv1), block.bn1), sizes)
+    shape = _conv_out(parts[0].shape, conv1[0])
+    if temb is not None:  # one diffusion step: its time-embedding current is a constant
+        per_channel = block.temb_proj(temb)[0].detach().double().cpu().numpy()
+        conv1[0] = replace(conv1[0], bias=conv1[0].bias + per_channel)
+    suffix = (lambda k: "") if len(parts) == 1 else (lambda k: f":{k}")
+    inner = _Stream([_Term(pop, m, f"{path}.conv1{suffix(k)}")
+                     for k, (pop, m) in enumerate(zip(pops, conv1))], shape)
+    neuron2 = b.population(f"{path}.neuron2", f"{path}.neuron2", shape, (0, shape[0]))
+    b.feed(inner, neuron2, hw)
+    hw[neuron2] = shape[1:]
+    if temb is None:
+        name = b.add(f"temb:{path}", nir.Input(input_type=np.array(shape)))
+        b.edges.append((name, neuron2))
+        b.temb_inputs.append({"node": name, "block": path, "channels": shape[0]})
+    conv2 = fold_batchnorm_module(conv_map(block.conv2), block.bn2)
+    terms = [_Term(neuron2, conv2, f"{path}.conv2")]
+    total = sum(sizes)
+    if isinstance(block.shortcut, nn.Conv2d):
+        shortcut = split_input_channels(conv_map(block.shortcut), sizes)
+    else:
+        offsets = np.cumsum([0] + sizes[:-1])
+        shortcut = [_identity(s, o, total) for s, o in zip(sizes, offsets)]
+    for k, (part, outer) in enumerate(zip(parts, shortcut)):
+        if isinstance(block.shortcut, nn.Identity) and len(parts) == 1:
+            terms += part.terms  # the residual passes as it is
+        else:
+            terms += _pointwise(part, outer, f"{path}.shortcut{suffix(k)}")
+    return _Stream(terms, _conv_out(shape, conv2))
+
+
+def _resample_block(b: _Builder, block: nn.Module, path: str, stream: _Stream,
+                    hw: dict) -> _Stream:
+    _check(block.neuron, f"{path}.neuron", (MultiStepIF,))
+    _check(block.conv, f"{path}.conv", (nn.Conv2d,))
+    _check(block.bn, f"{path}.bn", (nn.BatchNorm2d,))
+    (pop,) = _population_parts(b, [stream], f"{path}.neuron", f"{path}.neuron", hw)
+    source, shape = pop, stream.shape
+    if isinstance(block, SpikingUpsample):
+        up = block.upsample
+        if not (isinstance(up, nn.Upsample) and up.mode == "nearest"
+                and float(up.scale_factor) == int(up.scale_factor)):
+            raise SddpmError(f"cannot export {path}.upsample: only nearest-neighbour "
+                             f"upsampling by an integer factor maps to sddpm.Upsample2d")
+        s = int(up.scale_factor)
+        source = b.add(f"{path}.upsample", Upsample2d(input_shape=np.array(shape),
+                                                      scale_factor=np.array([s, s])))
+        b.edges.append((pop, source))
+        shape = (shape[0], shape[1] * s, shape[2] * s)
+        hw[source] = shape[1:]
+    m = fold_batchnorm_module(conv_map(block.conv), block.bn)
+    return _Stream([_Term(source, m, f"{path}.conv")], _conv_out(shape, m))
+
+
+def _block(b: _Builder, block: nn.Module, path: str, parts: list[_Stream], hw: dict,
+           temb) -> _Stream:
+    if isinstance(block, PreSpikeResBlock):
+        return _res_block(b, block, path, parts, hw, temb)
+    if isinstance(block, (SpikingDownsample, SpikingUpsample)):
+        return _resample_block(b, block, path, parts[0], hw)
+    raise SddpmError(f"cannot export {path}: it is a {type(block).__name__}; the NIR exporter "
+                     "knows PreSpikeResBlock, SpikingDownsample and SpikingUpsample blocks")
+
+
+def host_parameters(model: SpikingUNet, dtype) -> dict:
+    """The host side's tensors (encoding conv, time embedding, projections, decoder)."""
+    host = {}
+    for name, tensor in model.state_dict().items():
+        if (name.startswith(HOST_PREFIXES) or ".temb_proj." in name) and tensor.dim() > 0:
+            host[name] = tensor.detach().cpu().numpy().astype(dtype)
+    return host
+
+
+@torch.no_grad()
+def export_nir(model: nn.Module, *, diffusion_step: int | None = None,
+               dtype=np.float64) -> nir.NIRGraph:
+    """The chip part of a trained Spiking U-Net as a NIR graph (see the module docstring).
+
+    Parameters
+    ----------
+    model : SpikingUNet
+        In eval mode its BatchNorm statistics are folded; thresholds are read per IF layer.
+    diffusion_step : int, optional
+        Export for this one diffusion step t: the time embedding folds into biases and the
+        graph has a single ``Input``. ``None`` (default) keeps ``temb:<block>`` inputs.
+    dtype : numpy dtype
+        Of the weights written (float64 reproduces a float64 model exactly).
+    """
+    if not isinstance(model, SpikingUNet):
+        raise SddpmError(f"only the Spiking U-Net exports to NIR; this is a "
+                         f"{type(model).__name__} (the ANN twin has no spiking layers)")
+    model = model.eval()
+    config = model.config
+    thresholds = {n: m.threshold for n, m in model.named_modules() if isinstance(m, MultiStepIF)}
+    b = _Builder(np.dtype(dtype), thresholds)
+    hw: dict = {}
+    _check(model.encoder.neuron, "encoder.neuron", (MultiStepIF,))
+    shape = (config.ch, config.image_size, config.image_size)
+    b.add("input", nir.Input(input_type=np.array(shape)))
+    pop = b.population("encoder.neuron", "encoder.neuron", shape, (0, shape[0]))
+    b.edges.append(("input", pop))
+    hw[pop] = shape[1:]
+    encoder = fold_batchnorm_module(conv_map(model.encoder.conv2), model.encoder.bn2)
+    stream = _Stream([_Term(pop, encoder, "encoder.conv2")], _conv_out(shape, encoder))
+    temb = (None if diffusion_step is None else
+            model.time_embedding(torch.tensor([diffusion_step])).double())
+    if temb is not None:
+        for m in model.modules():  # the projections run in float64 on the constant
+            if isinstance(m, PreSpikeResBlock):
+                m.temb_proj.double()
+    skips = [stream]
+    for i, block in enumerate(model.down):
+        stream = _block(b, block, f"down.{i}", [stream], hw, temb)
+        skips.append(stream)
+    for i, block in enumerate(model.middle):
+        stream = _block(b, block, f"middle.{i}", [stream], hw, temb)
+    for i, (block, spec) in enumerate(zip(model.up, model.up_specs)):
+        parts = [stream, skips.pop()] if spec.kind == "res" else [stream]
+        stream = _block(b, block, f"up.{i}", parts, hw, temb)
+    b.add("stream", nir.Output(output_type=np.array(stream.shape)))
+    b.feed(stream, "stream", hw)
+    info = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "model_config": config.to_dict(),
+        "timesteps": config.timesteps, "neuron_convention": NEURON_CONVENTION,
+        "diffusion_step": diffusion_step, "dtype": np.dtype(dtype).name,
+        "populations": b.populations,
+        "inputs": {"input": {"shape": list(shape), "what": "BN(conv(x_t)) of the encoder, "
+                             "the same every spiking timestep"},
+                   "temb": b.temb_inputs},
+        "outputs": {"stream": {"shape": list(stream.shape),
+                               "what": "analog stream into the decoding head, per timestep"}},
+        "extensions": sorted({type(n).__name__ for n in b.nodes.values()
+                              if isinstance(n, Upsample2d)}),
+    }
+    return nir.NIRGraph(nodes=b.nodes, edges=b.edges, type_check=False,
+                        metadata={"sddpm": json.dumps(info),
+                                  "host": host_parameters(model, dtype)})
