@@ -1,23 +1,112 @@
-"""The ``sddpm-export`` command line (NIR and Lava exporters land here)."""
+"""The ``sddpm-export`` command line: ``sddpm-export --to nir CKPT -o model.nir``.
+
+Every failure the user can fix is one line ``sddpm-export: error: ...``, exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
+from pathlib import Path
+
+from sddpm.errors import SddpmError
 
 TARGETS = ("nir", "lava")
+DTYPES = ("float32", "float64")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sddpm-export", description="export a trained spiking checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--to", required=True, choices=TARGETS)
+    p.add_argument("-o", "--output", default=None,
+                   help="NIR: the .nir file (default: CKPT with the suffix .nir)")
+    p.add_argument("--diffusion-step", type=int, default=None,
+                   help="export for this one diffusion step t (time embedding folded into "
+                        "biases: a single Input)")
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="of the weights")
+    p.add_argument("--no-ema", action="store_true", help="export the raw, not the EMA, weights")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def _output_path(args) -> Path:
+    path = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".nir")
+    if path.suffix != ".nir":
+        raise SddpmError(f"output {path} must end in .nir")
+    if path.is_dir():
+        raise SddpmError(f"output {path} is a directory; give a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise SddpmError(f"cannot write into {path.parent}; choose another output path")
+    return path
+
+
+def export_to_nir(args) -> dict:
+    import numpy as np
+    import torch
+
+    from export.nir_file import write_nir
+    from export.summary import graph_summary, host_macs
+    from export.torch_to_nir import export_nir
+    from sddpm.sampling import model_from_checkpoint
+
+    out = _output_path(args)
+    model, payload = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema)
+    if payload["arch"] != "snn":
+        raise SddpmError(f"{args.checkpoint} holds an ANN; only spiking models export to NIR")
+    steps = model.config.diffusion_steps
+    if args.diffusion_step is not None and not 0 <= args.diffusion_step < steps:
+        raise SddpmError(f"--diffusion-step must lie in [0, {steps - 1}], got "
+                         f"{args.diffusion_step}")
+    t0 = time.perf_counter()
+    graph = export_nir(model.to(torch.float64), diffusion_step=args.diffusion_step,
+                       dtype=np.dtype(args.dtype))
+    write_nir(graph, out)
+    summary = {"checkpoint": str(args.checkpoint), "output": str(out),
+               "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 2),
+               "diffusion_step": args.diffusion_step, "dtype": args.dtype,
+               **graph_summary(graph), "host_macs_per_forward": host_macs(model)}
+    return summary
+
+
+def _print_summary(s: dict) -> None:
+    print(f"wrote {s['output']} ({s['bytes'] / 1e6:.1f} MB, {s['seconds']} s)")
+    print(f"  {s['populations']} IF populations, {s['neurons']:,} neurons; "
+          f"{s['synaptic_maps']} synaptic maps, {s['weights']:,} weights, "
+          f"{s['synapses_per_timestep']:,} synapses per timestep")
+    print(f"  {s['nodes']} nodes, {s['edges']} edges; inputs {', '.join(s['inputs'])}; "
+          f"outputs {', '.join(s['outputs'])}; {s['extension_nodes']} sddpm.Upsample2d nodes")
+    print(f"  host side: {s['host_macs_per_forward']:,} MACs per forward pass")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sddpm-export",
-                                     description="export a trained checkpoint")
-    parser.add_argument("checkpoint")
-    parser.add_argument("--to", required=True, choices=TARGETS)
-    parser.add_argument("-o", "--output", default=None)
-    args = parser.parse_args(argv)
-    print(f"sddpm-export: error: the {args.to} exporter is not built yet (see the open "
-          "NIR-export and Lava-deployment issues)", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    try:
+        if args.to == "lava":
+            raise SddpmError("the Lava exporter is not built yet (the Lava-deployment issue); "
+                             "--to nir works")
+        summary = export_to_nir(args)
+    except SddpmError as e:
+        print(f"sddpm-export: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"sddpm-export: error: {e.strerror or e} ({getattr(e, 'filename', '')})",
+              file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    return 0
 
 
 if __name__ == "__main__":
