@@ -133,6 +133,8 @@ class HostSide(torch.nn.Module):
         net.load_state_dict(host, strict=False)
         self.net = net.eval()
         self.dtype = dtype
+        self.input_shapes = {name: tuple(int(s) for s in node.input_type["input"])
+                             for name, node in graph.inputs.items()}
 
     @torch.no_grad()
     def inputs(self, x: torch.Tensor, t: torch.Tensor) -> dict:
@@ -144,12 +146,9 @@ class HostSide(torch.nn.Module):
         for entry in self.info["inputs"]["temb"]:
             block = net.get_submodule(entry["block"])
             per_channel = block.temb_proj(temb)
-            shape = self.info_shape(entry["node"])
+            shape = self.input_shapes[entry["node"]]
             feeds[entry["node"]] = per_channel[:, :, None, None].expand(-1, *shape).clone()
         return feeds
-
-    def info_shape(self, node: str) -> tuple:
-        return tuple(int(s) for s in self.graph_shapes[node])
 
     @torch.no_grad()
     def decode(self, stream: torch.Tensor) -> torch.Tensor:
@@ -162,7 +161,6 @@ def predict_noise(graph: nir.NIRGraph, x: torch.Tensor, t: torch.Tensor,
                   dtype=torch.float64) -> tuple[torch.Tensor, dict]:
     """The noise the exported network predicts for ``x`` at ``t``, and every spike train."""
     host = HostSide(graph, dtype)
-    host.graph_shapes = {name: node.input_type["input"] for name, node in graph.inputs.items()}
     executor = NirExecutor(graph, dtype)
     step = host.info["diffusion_step"]
     if step is not None and bool((t != step).any()):
@@ -170,3 +168,51 @@ def predict_noise(graph: nir.NIRGraph, x: torch.Tensor, t: torch.Tensor,
     feeds = host.inputs(x, t)
     outputs, spikes = executor.run({k: feeds[k] for k in graph.inputs}, host.config.timesteps)
     return host.decode(outputs["stream"]), spikes
+
+
+class IFStep(torch.nn.Module):
+    """One step of a NIR ``IF`` node for nirtorch: ``(input, state) -> (spikes, state)``."""
+
+    def __init__(self, node: nir.IF):
+        super().__init__()
+        self.register_buffer("r", torch.as_tensor(np.asarray(node.r)))
+        self.register_buffer("v_threshold", torch.as_tensor(np.asarray(node.v_threshold)))
+
+    def forward(self, x, state=None):
+        v = (torch.zeros_like(x) if state is None else state) + self.r * x
+        spikes = (v > self.v_threshold).to(x.dtype)
+        return spikes, v * (1 - spikes)
+
+
+def _upsample_module(node: Upsample2d) -> torch.nn.Module:
+    return torch.nn.Upsample(scale_factor=tuple(float(s) for s in node.scale_factor),
+                             mode="nearest")
+
+
+class _SummedOutput(torch.nn.Module):
+    """nirtorch returns the edges into an ``Output`` one by one; NIR sums them."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x, state=None):
+        *values, state = self.module(x, state)
+        return sum(values), state
+
+
+def nirtorch_module(graph: nir.NIRGraph, dtype=torch.float64) -> torch.nn.Module:
+    """The graph in nirtorch's interpreter: ``(input, state) -> (output, state)`` per step.
+
+    Two limits of nirtorch 2.6 shape this: it builds graphs with one ``Input`` only (with
+    several it redefines a node and fails; export for one diffusion step to get one),
+    and it returns the edges into an ``Output`` as separate tensors, summed here.
+    """
+    from nirtorch import nir_interpreter
+
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise SddpmError(f"nirtorch 2.6 builds graphs with one Input only, this one has "
+                         f"{len(graph.inputs)}; export with --diffusion-step")
+    module = nir_interpreter.nir_to_torch(
+        graph, {nir.IF: IFStep, Upsample2d: _upsample_module}, dtype=dtype)
+    return _SummedOutput(module)

@@ -1,0 +1,131 @@
+"""The exported graph, run by the reference executor, is the torch model: spike for spike."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from export.executor import predict_noise
+from export.nir_file import read_nir, write_nir
+from export.torch_to_nir import export_nir
+from sddpm.checkpoint import SHIPPED_CHECKPOINT
+from sddpm.errors import SddpmError
+from sddpm.models import build_model
+from sddpm.neurons import MultiStepIF
+from sddpm.presets import get_preset
+from sddpm.sampling import model_from_checkpoint
+
+
+def _randomise_batchnorm(model):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return model
+
+
+def _torch_spikes(model, x, t):
+    spikes, hooks = {}, []
+    for name, m in model.named_modules():
+        if isinstance(m, MultiStepIF):
+            hooks.append(m.register_forward_hook(
+                lambda mod, i, o, name=name: spikes.__setitem__(name, o.detach())))
+    with torch.no_grad():
+        eps = model(x, t)
+    for h in hooks:
+        h.remove()
+    return eps, spikes
+
+
+def check_export(model, tmp_path, x, t, diffusion_step=None):
+    """Export, write, read back, execute; spikes everywhere equal, eps within 1e-6."""
+    model = model.double().eval()
+    graph = read_nir(write_nir(export_nir(model, diffusion_step=diffusion_step),
+                               tmp_path / "model.nir"))
+    eps_torch, spikes_torch = _torch_spikes(model, x, t)
+    eps_nir, spikes_nir = predict_noise(graph, x, t)
+    T = model.config.timesteps
+    info = json.loads(graph.metadata["sddpm"])
+    covered = set()
+    for pop in info["populations"]:
+        lo, hi = pop["channels"]
+        expected = spikes_torch[pop["torch"]].reshape(T, x.shape[0], *spikes_torch[pop["torch"]].shape[1:])
+        assert torch.equal(spikes_nir[pop["node"]], expected[:, :, lo:hi]), pop["node"]
+        covered.add(pop["torch"])
+    assert covered == set(spikes_torch)  # every torch population is in the graph
+    rates = [float(s.mean()) for s in spikes_nir.values()]
+    assert 0 < np.mean(rates) < 1  # the comparison is not between silent networks
+    rel = float((eps_nir - eps_torch).norm() / eps_torch.norm())
+    assert rel < 1e-6
+    return graph, rel
+
+
+def _inputs(config, batch=2, t=123):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, config.image_channels, config.image_size, config.image_size,
+                    generator=g, dtype=torch.float64)
+    return x, torch.full((batch,), t)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "digits-flat", "fmnist-small"])
+@pytest.mark.parametrize("diffusion_step", [None, 123])
+def test_random_init_export_matches_torch(preset, diffusion_step, tmp_path):
+    config = get_preset(preset)
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(build_model(config, "snn"))
+    graph, _ = check_export(model, tmp_path, *_inputs(config), diffusion_step=diffusion_step)
+    temb_inputs = [n for n in graph.inputs if n.startswith("temb:")]
+    assert bool(temb_inputs) == (diffusion_step is None)
+
+
+def test_trained_tiny_export_matches_torch(tiny_checkpoint, tmp_path):
+    model, _ = model_from_checkpoint(tiny_checkpoint)
+    check_export(model, tmp_path, *_inputs(model.config, batch=3))
+
+
+@pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="no shipped checkpoint")
+@pytest.mark.parametrize("t", [10, 900])
+def test_trained_cpu_preset_export_matches_torch(t, tmp_path):
+    model, _ = model_from_checkpoint(SHIPPED_CHECKPOINT)
+    check_export(model, tmp_path, *_inputs(model.config, batch=2, t=t))
+
+
+@pytest.mark.parametrize("neuron", ["snntorch", "norse"])
+def test_both_neuron_libraries_export(neuron, tmp_path):
+    config = get_preset("tiny")
+    torch.manual_seed(0)
+    model = build_model(config, "snn", neuron)
+    check_export(model, tmp_path, *_inputs(config))
+
+
+def test_threshold_guidance_is_exported_per_neuron(tmp_path):
+    from sddpm.neurons import set_threshold
+
+    config = get_preset("tiny")
+    torch.manual_seed(0)
+    model = build_model(config, "snn")
+    set_threshold(model, 0.9)
+    graph, _ = check_export(model, tmp_path, *_inputs(config))
+    import nir
+
+    thresholds = {float(np.unique(n.v_threshold)[0]) for n in graph.nodes.values()
+                  if isinstance(n, nir.IF)}
+    assert thresholds == {0.9}
+
+
+def test_unsupported_models_are_named(tmp_path):
+    config = get_preset("tiny")
+    with pytest.raises(SddpmError, match="only the Spiking U-Net exports.*AnnUNet"):
+        export_nir(build_model(config, "ann"))
+    model = build_model(config, "snn")
+    model.down[0].shortcut = torch.nn.Sequential()
+    with pytest.raises(SddpmError, match=r"cannot export down\.0\.shortcut: it is a Sequential"):
+        export_nir(model)
+    model = build_model(config, "snn")
+    model.up[2] = torch.nn.ReLU()
+    with pytest.raises(SddpmError, match=r"cannot export up\.2: it is a ReLU"):
+        export_nir(model)
