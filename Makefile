@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/energy_profiling.py
+	$(PY) benchmarks/export_nir.py
 
 report: $(STAMP)
 	$(PY) scripts/run_notebook.py notebooks/energy_report.ipynb runs/energy_report/energy_report.ipynb
