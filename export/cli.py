@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "biases: a single Input)")
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="of the weights")
     p.add_argument("--no-ema", action="store_true", help="export the raw, not the EMA, weights")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="threshold guidance: export every IF neuron with this threshold")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
 
@@ -44,6 +46,8 @@ def _output_path(args) -> Path:
         raise SddpmError(f"output {path} must end in .nir")
     if path.is_dir():
         raise SddpmError(f"output {path} is a directory; give a file name")
+    if path.resolve() == Path(args.checkpoint).resolve():
+        raise SddpmError(f"output {path} is the checkpoint itself; give another -o")
     path.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(path.parent, os.W_OK):
         raise SddpmError(f"cannot write into {path.parent}; choose another output path")
@@ -60,7 +64,8 @@ def export_to_nir(args) -> dict:
     from sddpm.sampling import model_from_checkpoint
 
     out = _output_path(args)
-    model, payload = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema)
+    model, payload = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema,
+                                           threshold=args.threshold)
     if payload["arch"] != "snn":
         raise SddpmError(f"{args.checkpoint} holds an ANN; only spiking models export to NIR")
     steps = model.config.diffusion_steps
@@ -74,7 +79,8 @@ def export_to_nir(args) -> dict:
     summary = {"checkpoint": str(args.checkpoint), "output": str(out),
                "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 2),
                "diffusion_step": args.diffusion_step, "dtype": args.dtype,
-               **graph_summary(graph), "host_macs_per_forward": host_macs(model)}
+               "threshold": args.threshold, **graph_summary(graph),
+               "host_macs_per_forward": host_macs(model, args.diffusion_step is None)}
     return summary
 
 
@@ -99,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sddpm-export: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"sddpm-export: error: {e.strerror or e} ({getattr(e, 'filename', '')})",
-              file=sys.stderr)
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"sddpm-export: error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -62,6 +62,12 @@ class NirExecutor:
         as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
         for name, node in graph.nodes.items():
             if isinstance(node, nir.Conv2d):
+                plain = (int(node.groups) == 1 and np.all(np.asarray(node.dilation) == 1)
+                         and np.asarray(node.padding).dtype.kind in "iu")
+                if not plain:
+                    raise SddpmError(f"Conv2d node {name} has groups {node.groups}, dilation "
+                                     f"{node.dilation}, padding {node.padding}; the reference "
+                                     "executor runs groups 1, dilation 1, numeric padding")
                 self.params[name] = (as_t(node.weight), as_t(node.bias),
                                      tuple(int(s) for s in node.stride),
                                      tuple(int(p) for p in node.padding))
@@ -121,15 +127,26 @@ class HostSide(torch.nn.Module):
         super().__init__()
         from sddpm.snn_unet import SpikingUNet
 
+        from export.torch_to_nir import is_host_parameter
+
         info = graph_info(graph)
         self.config = ModelConfig.from_dict(info["model_config"])
         self.info = info
         net = SpikingUNet(self.config).to(dtype)  # before loading: float64 stays float64
-        host = {k: torch.as_tensor(np.asarray(v)) for k, v in graph.metadata["host"].items()}
-        missing = [k for k in host if k not in net.state_dict()]
-        if missing:
-            raise SddpmError(f"host parameters {missing[:3]} do not fit the model config in "
-                             "the file; it is damaged")
+        stored = graph.metadata.get("host")
+        if not isinstance(stored, dict):
+            raise SddpmError("the NIR file holds no host-side parameters (metadata 'host'); "
+                             "export it again with sddpm-export")
+        host = {k: torch.as_tensor(np.asarray(v)) for k, v in stored.items()}
+        expected = {k: v for k, v in net.state_dict().items() if is_host_parameter(k, v)}
+        if set(host) != set(expected):
+            odd = sorted(set(host) ^ set(expected))[:3]
+            raise SddpmError(f"the host parameters in the file do not fit its model config "
+                             f"({', '.join(odd)} ...); the file is damaged")
+        wrong = [k for k, v in host.items() if v.shape != expected[k].shape]
+        if wrong:
+            raise SddpmError(f"host parameter {wrong[0]} has shape {tuple(host[wrong[0]].shape)}, "
+                             f"the config needs {tuple(expected[wrong[0]].shape)}; the file is damaged")
         net.load_state_dict(host, strict=False)
         self.net = net.eval()
         self.dtype = dtype

@@ -9,6 +9,8 @@ reads it. A graph without upsampling (a single-level preset) is pure standard NI
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict
@@ -61,9 +63,14 @@ def write_nir(graph: nir.NIRGraph, path) -> Path:
     """Write ``graph`` atomically; gzip for the weights (every array written is >= 1-d)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    nir.write(tmp, graph, compression="gzip", compression_opts=1)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        nir.write(tmp, graph, compression="gzip", compression_opts=1)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
 
 
@@ -93,7 +100,10 @@ def read_nir(path) -> nir.NIRGraph:
         metadata = data.get("metadata", {})
     except SddpmError:
         raise
-    except (OSError, KeyError, TypeError, ValueError, AssertionError) as e:
+    except AssertionError:  # nir's own checks are asserts, the node-type lookup among them
+        raise SddpmError(f"{path}: NIR rejects a node (a type NIR 1.0.8 does not know, or "
+                         "inconsistent parameter shapes)") from None
+    except (OSError, KeyError, TypeError, ValueError) as e:
         raise SddpmError(f"{path} is not a readable NIR file ({type(e).__name__}: {e})") from None
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
 
@@ -103,4 +113,13 @@ def graph_info(graph: nir.NIRGraph) -> dict:
     raw = graph.metadata.get("sddpm") if isinstance(graph.metadata, dict) else None
     if raw is None:
         raise SddpmError("this NIR graph was not written by sddpm-export (no 'sddpm' metadata)")
-    return json.loads(_decode(raw))
+    try:
+        info = json.loads(_decode(raw))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise SddpmError(f"the 'sddpm' metadata of this NIR graph is not JSON ({e})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise SddpmError("the 'sddpm' metadata of this NIR graph is not sddpm-export's")
+    if info.get("format_version") != FORMAT_VERSION:
+        raise SddpmError(f"this NIR file has sddpm format version {info.get('format_version')}; "
+                         f"this sddpm reads {FORMAT_VERSION}: export it again")
+    return info

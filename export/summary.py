@@ -37,13 +37,18 @@ def graph_summary(graph: nir.NIRGraph) -> dict:
 
 
 @torch.no_grad()
-def host_macs(model: nn.Module) -> int:
-    """Dense MACs the host computes per forward pass at batch 1 (image repeats over T)."""
+def host_macs(model: nn.Module, time_embedding: bool = True) -> int:
+    """Dense MACs the host computes per forward pass at batch 1 (image repeats over T).
+
+    ``time_embedding=False`` for a graph exported for one diffusion step, where the MLP
+    and the projections are folded into biases and the host no longer runs them.
+    """
     config = model.config
     host = [model.encoder.conv1, model.decoder.conv, model.decoder.conv_t]
-    host += [m for m in model.time_embedding.modules() if isinstance(m, nn.Linear)]
-    host += [m for name, m in model.named_modules()
-             if ".temb_proj." in f"{name}." and isinstance(m, nn.Linear)]
+    if time_embedding:
+        host += [m for m in model.time_embedding.modules() if isinstance(m, nn.Linear)]
+        host += [m for name, m in model.named_modules()
+                 if ".temb_proj." in f"{name}." and isinstance(m, nn.Linear)]
     total = {"macs": 0}
 
     def hook(module, inputs, out):

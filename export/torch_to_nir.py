@@ -21,6 +21,7 @@ input channel, and 1x1 shortcuts compose with the maps they follow.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field, replace
 
@@ -135,16 +136,32 @@ def _pointwise(stream: _Stream, outer: ConvMap, origin: str) -> list[_Term]:
             for i, t in enumerate(stream.terms)]
 
 
-def _identity(channels: int, offset: int, total: int) -> ConvMap:
-    w = np.zeros((total, channels, 1, 1))
-    w[offset + np.arange(channels), np.arange(channels)] = 1.0
-    return ConvMap(w, np.zeros(total))
-
-
 def _check(module: nn.Module, path: str, kinds: tuple) -> None:
     if not isinstance(module, kinds):
         raise SddpmError(f"cannot export {path}: it is a {type(module).__name__}; the NIR "
                          f"exporter knows {', '.join(k.__name__ for k in kinds)} there")
+    if isinstance(module, nn.Conv2d):
+        _check_conv(module, path)
+    if isinstance(module, nn.BatchNorm2d) and module.running_mean is None:
+        raise SddpmError(f"cannot export {path}: a BatchNorm without running statistics "
+                         "cannot be folded")
+
+
+def _check_conv(conv: nn.Conv2d, path: str, pointwise: bool = False) -> None:
+    """Only what :class:`ConvMap` and nir.Conv2d say: groups 1, dilation 1, zero padding."""
+    problems = []
+    if conv.groups != 1:
+        problems.append(f"groups={conv.groups}")
+    if tuple(conv.dilation) != (1, 1):
+        problems.append(f"dilation={tuple(conv.dilation)}")
+    if isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+        problems.append(f"padding={conv.padding!r}, padding_mode={conv.padding_mode!r}")
+    if pointwise and (tuple(conv.kernel_size) != (1, 1) or tuple(conv.stride) != (1, 1)
+                      or any(conv.padding)):
+        problems.append("a shortcut must be a 1x1 conv with stride 1 and no padding")
+    if problems:
+        raise SddpmError(f"cannot export {path}: {'; '.join(problems)} (the exporter maps "
+                         "plain convolutions: groups 1, dilation 1, numeric zero padding)")
 
 
 def _population_parts(b: _Builder, parts: list[_Stream], name: str, path: str,
@@ -174,7 +191,8 @@ def _res_block(b: _Builder, block: PreSpikeResBlock, path: str, parts: list[_Str
     conv1 = split_input_channels(fold_batchnorm_module(conv_map(block.conv1), block.bn1), sizes)
     shape = _conv_out(parts[0].shape, conv1[0])
     if temb is not None:  # one diffusion step: its time-embedding current is a constant
-        per_channel = block.temb_proj(temb)[0].detach().double().cpu().numpy()
+        projection = copy.deepcopy(block.temb_proj).double()
+        per_channel = projection(temb)[0].detach().cpu().numpy()
         conv1[0] = replace(conv1[0], bias=conv1[0].bias + per_channel)
     suffix = (lambda k: "") if len(parts) == 1 else (lambda k: f":{k}")
     inner = _Stream([_Term(pop, m, f"{path}.conv1{suffix(k)}")
@@ -188,17 +206,15 @@ def _res_block(b: _Builder, block: PreSpikeResBlock, path: str, parts: list[_Str
         b.temb_inputs.append({"node": name, "block": path, "channels": shape[0]})
     conv2 = fold_batchnorm_module(conv_map(block.conv2), block.bn2)
     terms = [_Term(neuron2, conv2, f"{path}.conv2")]
-    total = sum(sizes)
-    if isinstance(block.shortcut, nn.Conv2d):
-        shortcut = split_input_channels(conv_map(block.shortcut), sizes)
-    else:
-        offsets = np.cumsum([0] + sizes[:-1])
-        shortcut = [_identity(s, o, total) for s, o in zip(sizes, offsets)]
+    if isinstance(block.shortcut, nn.Identity):
+        if len(parts) > 1:  # the U-Net layout never makes one; refuse rather than guess
+            raise SddpmError(f"cannot export {path}.shortcut: an identity shortcut over a "
+                             "concatenation is not supported")
+        return _Stream(terms + parts[0].terms, _conv_out(shape, conv2))  # passes as it is
+    _check_conv(block.shortcut, f"{path}.shortcut", pointwise=True)
+    shortcut = split_input_channels(conv_map(block.shortcut), sizes)
     for k, (part, outer) in enumerate(zip(parts, shortcut)):
-        if isinstance(block.shortcut, nn.Identity) and len(parts) == 1:
-            terms += part.terms  # the residual passes as it is
-        else:
-            terms += _pointwise(part, outer, f"{path}.shortcut{suffix(k)}")
+        terms += _pointwise(part, outer, f"{path}.shortcut{suffix(k)}")
     return _Stream(terms, _conv_out(shape, conv2))
 
 
@@ -211,11 +227,14 @@ def _resample_block(b: _Builder, block: nn.Module, path: str, stream: _Stream,
     source, shape = pop, stream.shape
     if isinstance(block, SpikingUpsample):
         up = block.upsample
+        factor = getattr(up, "scale_factor", None)
+        if isinstance(factor, (tuple, list)) and len(set(factor)) == 1:
+            factor = factor[0]
         if not (isinstance(up, nn.Upsample) and up.mode == "nearest"
-                and float(up.scale_factor) == int(up.scale_factor)):
+                and isinstance(factor, (int, float)) and float(factor) == int(factor) >= 1):
             raise SddpmError(f"cannot export {path}.upsample: only nearest-neighbour "
-                             f"upsampling by an integer factor maps to sddpm.Upsample2d")
-        s = int(up.scale_factor)
+                             f"upsampling by one integer factor maps to sddpm.Upsample2d")
+        s = int(factor)
         source = b.add(f"{path}.upsample", Upsample2d(input_shape=np.array(shape),
                                                       scale_factor=np.array([s, s])))
         b.edges.append((pop, source))
@@ -235,13 +254,15 @@ def _block(b: _Builder, block: nn.Module, path: str, parts: list[_Stream], hw: d
                      "knows PreSpikeResBlock, SpikingDownsample and SpikingUpsample blocks")
 
 
+def is_host_parameter(name: str, tensor: torch.Tensor) -> bool:
+    """Host side: encoding conv + BN, time embedding, projections, decoder (no 0-d counters)."""
+    return (name.startswith(HOST_PREFIXES) or ".temb_proj." in name) and tensor.dim() > 0
+
+
 def host_parameters(model: SpikingUNet, dtype) -> dict:
-    """The host side's tensors (encoding conv, time embedding, projections, decoder)."""
-    host = {}
-    for name, tensor in model.state_dict().items():
-        if (name.startswith(HOST_PREFIXES) or ".temb_proj." in name) and tensor.dim() > 0:
-            host[name] = tensor.detach().cpu().numpy().astype(dtype)
-    return host
+    """The host side's tensors, as numpy arrays of ``dtype``."""
+    return {name: tensor.detach().cpu().numpy().astype(dtype)
+            for name, tensor in model.state_dict().items() if is_host_parameter(name, tensor)}
 
 
 @torch.no_grad()
@@ -262,7 +283,21 @@ def export_nir(model: nn.Module, *, diffusion_step: int | None = None,
     if not isinstance(model, SpikingUNet):
         raise SddpmError(f"only the Spiking U-Net exports to NIR; this is a "
                          f"{type(model).__name__} (the ANN twin has no spiking layers)")
-    model = model.eval()
+    was_training = model.training
+    model.eval()
+    try:
+        return _export(model, diffusion_step, dtype)
+    finally:
+        model.train(was_training)
+
+
+def _time_embedding_at(model: SpikingUNet, step: int) -> torch.Tensor:
+    """``temb(t)`` in float64 on a copy: the caller's model keeps its dtype."""
+    embedding = copy.deepcopy(model.time_embedding).double()
+    return embedding(torch.tensor([step]))
+
+
+def _export(model: SpikingUNet, diffusion_step, dtype) -> nir.NIRGraph:
     config = model.config
     thresholds = {n: m.threshold for n, m in model.named_modules() if isinstance(m, MultiStepIF)}
     b = _Builder(np.dtype(dtype), thresholds)
@@ -275,12 +310,7 @@ def export_nir(model: nn.Module, *, diffusion_step: int | None = None,
     hw[pop] = shape[1:]
     encoder = fold_batchnorm_module(conv_map(model.encoder.conv2), model.encoder.bn2)
     stream = _Stream([_Term(pop, encoder, "encoder.conv2")], _conv_out(shape, encoder))
-    temb = (None if diffusion_step is None else
-            model.time_embedding(torch.tensor([diffusion_step])).double())
-    if temb is not None:
-        for m in model.modules():  # the projections run in float64 on the constant
-            if isinstance(m, PreSpikeResBlock):
-                m.temb_proj.double()
+    temb = None if diffusion_step is None else _time_embedding_at(model, diffusion_step)
     skips = [stream]
     for i, block in enumerate(model.down):
         stream = _block(b, block, f"down.{i}", [stream], hw, temb)

@@ -1,6 +1,7 @@
 import json
 
 import nir
+import numpy as np
 import pytest
 
 from export.nir_file import read_nir
@@ -41,3 +42,30 @@ def test_bad_export_options_are_one_line(tiny_checkpoint, args, message):
 def test_missing_checkpoint_is_one_line(tmp_path):
     result = run_cli("sddpm-export", "--to", "nir", tmp_path / "none.pt")
     assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_threshold_guidance_and_single_step_export(tiny_checkpoint, tmp_path):
+    out = tmp_path / "t.nir"
+    full = json.loads(run_cli("sddpm-export", "--to", "nir", tiny_checkpoint, "-o", out,
+                              "--json").stdout)
+    result = run_cli("sddpm-export", "--to", "nir", tiny_checkpoint, "-o", out, "--json",
+                     "--threshold", "0.95", "--diffusion-step", "10")
+    assert result.returncode == 0, result.stderr
+    one_step = json.loads(result.stdout)
+    graph = read_nir(out)
+    thresholds = np.concatenate([n.v_threshold.ravel() for n in graph.nodes.values()
+                                 if isinstance(n, nir.IF)])
+    assert np.all(thresholds == np.float32(0.95))  # written as float32, the default dtype
+    assert one_step["inputs"] == ["input"]
+    # the time embedding is folded into the graph: the host no longer computes it
+    assert one_step["host_macs_per_forward"] < full["host_macs_per_forward"]
+
+
+def test_output_must_not_be_the_checkpoint(tmp_path, tiny_checkpoint):
+    import shutil
+
+    ckpt = tmp_path / "model.nir"
+    shutil.copy(tiny_checkpoint, ckpt)
+    result = run_cli("sddpm-export", "--to", "nir", ckpt)
+    assert result.returncode == 2 and "is the checkpoint itself" in result.stderr
+    assert ckpt.read_bytes() == tiny_checkpoint.read_bytes()

@@ -17,7 +17,7 @@ def _export(preset, **kwargs):
 
 def test_stock_reader_rejects_the_extension_node(tmp_path):
     path = write_nir(_export("tiny"), tmp_path / "tiny.nir")
-    with pytest.raises(Exception):
+    with pytest.raises((AssertionError, KeyError)):  # NIR's node-type lookup
         nir.read(path)
     graph = read_nir(path)
     ups = [n for n in graph.nodes.values() if isinstance(n, Upsample2d)]
@@ -65,3 +65,32 @@ def test_unreadable_files_are_one_clear_error(tmp_path):
         read_nir(bad)
     with pytest.raises(SddpmError, match="does not exist"):
         read_nir(tmp_path / "none.nir")
+
+
+def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    target = tmp_path / "m.nir"
+    write_nir(_export("tiny"), target)
+    before = target.read_bytes()
+    broken = _export("tiny")
+    broken.metadata["host"]["bad"] = object()  # h5py cannot store it
+    with pytest.raises(TypeError):
+        write_nir(broken, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.nir"]
+
+
+def test_foreign_nir_files_get_one_clear_error(tmp_path):
+    from export.executor import predict_noise
+
+    graph = nir.NIRGraph.from_list(nir.Input(np.array([2])), nir.Affine(np.eye(2), np.zeros(2)),
+                                   nir.Output(np.array([2])))
+    path = tmp_path / "foreign.nir"
+    nir.write(path, graph)
+    back = read_nir(path)  # a standard file reads
+    with pytest.raises(SddpmError, match="not written by sddpm-export"):
+        graph_info(back)
+    with pytest.raises(SddpmError, match="not written by sddpm-export"):
+        predict_noise(back, torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long))
+    back.metadata["sddpm"] = "{not json"
+    with pytest.raises(SddpmError, match="not JSON"):
+        graph_info(back)

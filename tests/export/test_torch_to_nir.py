@@ -95,26 +95,51 @@ def test_trained_cpu_preset_export_matches_torch(t, tmp_path):
 
 
 @pytest.mark.parametrize("neuron", ["snntorch", "norse"])
-def test_both_neuron_libraries_export(neuron, tmp_path):
-    config = get_preset("tiny")
-    torch.manual_seed(0)
-    model = build_model(config, "snn", neuron)
-    check_export(model, tmp_path, *_inputs(config))
+def test_models_trained_with_either_neuron_library_export(neuron, tmp_path):
+    from sddpm.train import TrainConfig, Trainer
+
+    Trainer(TrainConfig(preset="tiny", neuron=neuron, steps=3, ckpt_every=3, warmup=1,
+                        sample_every=1000, out=str(tmp_path / "run"))).run()
+    model, payload = model_from_checkpoint(tmp_path / "run" / "last.pt")
+    assert payload["neuron"] == neuron
+    check_export(model, tmp_path, *_inputs(model.config))
 
 
-def test_threshold_guidance_is_exported_per_neuron(tmp_path):
-    from sddpm.neurons import set_threshold
-
+def test_each_layer_keeps_its_own_threshold(tmp_path):
     config = get_preset("tiny")
     torch.manual_seed(0)
     model = build_model(config, "snn")
-    set_threshold(model, 0.9)
+    rng = np.random.default_rng(0)
+    layers = [m for m in model.modules() if isinstance(m, MultiStepIF)]
+    for m in layers:
+        m.threshold = float(rng.uniform(0.7, 1.3))
     graph, _ = check_export(model, tmp_path, *_inputs(config))
-    import nir
+    info = json.loads(graph.metadata["sddpm"])
+    by_path = dict((n, m.threshold) for n, m in model.named_modules() if isinstance(m, MultiStepIF))
+    for pop in info["populations"]:
+        assert np.all(graph.nodes[pop["node"]].v_threshold == by_path[pop["torch"]])
 
-    thresholds = {float(np.unique(n.v_threshold)[0]) for n in graph.nodes.values()
-                  if isinstance(n, nir.IF)}
-    assert thresholds == {0.9}
+
+@pytest.mark.parametrize("res_blocks, T", [(2, 3), (3, 1)])
+def test_other_depths_and_timesteps_export_exactly(res_blocks, T, tmp_path):
+    from dataclasses import replace
+
+    config = replace(get_preset("tiny"), num_res_blocks=res_blocks).with_timesteps(T)
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(build_model(config, "snn"))
+    check_export(model, tmp_path, *_inputs(config))
+
+
+def test_export_leaves_the_model_as_it_was():
+    config = get_preset("tiny")
+    torch.manual_seed(0)
+    model = build_model(config, "snn").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export_nir(model, diffusion_step=5)
+    assert model.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.eval()(*[a.float() for a in _inputs(config)[:1]], _inputs(config)[1])  # still runs
 
 
 def test_unsupported_models_are_named(tmp_path):
@@ -124,6 +149,10 @@ def test_unsupported_models_are_named(tmp_path):
     model = build_model(config, "snn")
     model.down[0].shortcut = torch.nn.Sequential()
     with pytest.raises(SddpmError, match=r"cannot export down\.0\.shortcut: it is a Sequential"):
+        export_nir(model)
+    model = build_model(config, "snn")
+    model.down[0].conv1 = torch.nn.Conv2d(8, 8, 3, padding=2, dilation=2)
+    with pytest.raises(SddpmError, match=r"cannot export down\.0\.conv1: dilation=\(2, 2\)"):
         export_nir(model)
     model = build_model(config, "snn")
     model.up[2] = torch.nn.ReLU()
