@@ -1,0 +1,209 @@
+"""An sddpm NIR graph as Lava processes, latency-balanced, fed and read by the host.
+
+Mapping (Lava 0.10, data in Lava's ``(W, H, C)`` layout):
+
+- IF population -> ``LIFReset(du=1, dv=0, vth)``: ``v += a_in + bias``, spike when
+  ``v > vth``, then ``v = 0`` (the IF neuron of the export); the conv biases of every
+  edge into it are summed into its ``bias_mant``. It resets every T steps at the start
+  of its window, so images follow each other through the network T steps apart.
+- ``Conv2d`` -> ``Conv`` (true convolution: the torch kernel flipped and transposed to
+  ``(C_out, kw, kh, C_in)``), one process per (conv node, delay-line length).
+- ``sddpm.Upsample2d`` -> ``Sparse`` with one unit weight per output neuron.
+- an early edge -> ``DelaySparse`` identity on the source spikes (see
+  :mod:`export.latency`); fan-in -> several connections into one ``a_in``.
+- ``Input`` -> ``Injector`` into the population's ``a_in``, sent by the host at the
+  population's arrival step; ``Output`` -> ``Extractor`` (its conv biases are added by
+  the host).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nir
+import numpy as np
+import scipy.sparse as sparse
+
+from export.latency import Schedule, balance
+from export.nir_file import Upsample2d
+from sddpm.errors import SddpmError
+
+
+def to_whc(x: np.ndarray) -> np.ndarray:
+    """``[C, H, W]`` (or ``[..., C, H, W]``) -> Lava's ``(W, H, C)``."""
+    return np.swapaxes(x, -1, -3)
+
+
+def lava_conv_weight(weight: np.ndarray) -> np.ndarray:
+    """torch ``(C_out, C_in, kh, kw)`` cross-correlation -> Lava ``(C_out, kw, kh, C_in)``."""
+    return np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
+
+
+def upsample_matrix(shape_whc: tuple, factor: int) -> sparse.csr_matrix:
+    """Nearest upsampling of a flattened ``(W, H, C)`` array as a ``(4N, N)`` matrix."""
+    w, h, c = shape_whc
+    out = np.arange(w * factor * h * factor * c).reshape(w * factor, h * factor, c)
+    src = np.arange(w * h * c).reshape(w, h, c)
+    src = src.repeat(factor, axis=0).repeat(factor, axis=1)
+    return sparse.csr_matrix((np.ones(out.size), (out.ravel(), src.ravel())),
+                             shape=(out.size, w * h * c))
+
+
+@dataclass
+class _Shapes:
+    """``(W, H, C)`` of what every node emits."""
+
+    of: dict
+
+    @classmethod
+    def from_graph(cls, graph: nir.NIRGraph) -> "_Shapes":
+        shapes = {}
+        for name, node in graph.nodes.items():
+            if isinstance(node, nir.IF):
+                shapes[name] = to_whc_shape(node.v_threshold.shape)
+            elif isinstance(node, Upsample2d):
+                shapes[name] = to_whc_shape(tuple(node.output_type["output"]))
+            elif isinstance(node, (nir.Input, nir.Output)):
+                key = "input" if isinstance(node, nir.Input) else "output"
+                types = node.input_type if isinstance(node, nir.Input) else node.output_type
+                shapes[name] = to_whc_shape(tuple(types[key]))
+        return cls(shapes)
+
+
+def to_whc_shape(chw: tuple) -> tuple:
+    c, h, w = (int(s) for s in chw)
+    return (w, h, c)
+
+
+class LavaNetwork:
+    """The processes of one graph, built but not yet run.
+
+    Parameters
+    ----------
+    graph : nir.NIRGraph
+        An sddpm export (read with :func:`export.nir_file.read_nir`).
+    timesteps : int
+        Spiking timesteps T: every population resets every T steps.
+    buffer_steps : int
+        Capacity of the host channels, in Lava steps; runs are chunked to fit.
+    tap_spikes : bool
+        Also read every population's spikes out (one ``Extractor`` each), to compare
+        them with the reference or count them; costs one process per population.
+    """
+
+    def __init__(self, graph: nir.NIRGraph, timesteps: int, buffer_steps: int = 256,
+                 tap_spikes: bool = False):
+        from lava.proc.io.extractor import Extractor
+        from lava.proc.io.injector import Injector
+
+        self.graph, self.T, self.buffer_steps = graph, timesteps, buffer_steps
+        self.schedule: Schedule = balance(graph)
+        self.shapes = _Shapes.from_graph(graph).of
+        self.preds: dict = {}
+        for a, b in graph.edges:
+            self.preds.setdefault(b, []).append(a)
+        self.bias = {name: np.zeros(self.shapes[name]) for name, n in graph.nodes.items()
+                     if isinstance(n, (nir.IF, nir.Output))}
+        self._collect_biases()
+        self.populations = {name: self._population(name) for name, n in graph.nodes.items()
+                            if isinstance(n, nir.IF)}
+        self.injectors = {name: Injector(shape=self.shapes[name], buffer_size=buffer_steps)
+                          for name in graph.inputs}
+        (self.output,) = graph.outputs
+        self.extractor = Extractor(shape=self.shapes[self.output], buffer_size=buffer_steps)
+        self._upsamplers: dict = {}
+        self._delayed: dict = {}
+        self._convs: dict = {}
+        self.taps = {}
+        if tap_spikes:
+            for name, pop in self.populations.items():
+                self.taps[name] = Extractor(shape=self.shapes[name], buffer_size=buffer_steps)
+                pop.s_out.connect(self.taps[name].in_port)
+        self.processes = [*self.populations.values(), *self.injectors.values(), self.extractor,
+                          *self.taps.values()]
+        self._connect()
+
+    # -- construction ------------------------------------------------------------
+
+    def _collect_biases(self) -> None:
+        for (conv, target) in self.schedule.waits:
+            bias = np.asarray(self.graph.nodes[conv].bias, dtype=np.float64)
+            self.bias[target] = self.bias[target] + bias[None, None, :]
+
+    def _population(self, name: str):
+        from lava.proc.lif.process import LIFReset
+
+        node = self.graph.nodes[name]
+        threshold = np.unique(np.asarray(node.v_threshold))
+        if threshold.size != 1 or np.any(np.asarray(node.r) != 1):
+            raise SddpmError(f"IF node {name}: Lava's LIF has one threshold per process and "
+                             "no input resistance; the export must have one v_threshold and r = 1")
+        arrival = self.schedule.arrival[name]
+        return LIFReset(shape=self.shapes[name], du=1.0, dv=0.0, vth=float(threshold[0]),
+                        bias_mant=self.bias[name], reset_interval=self.T,
+                        reset_offset=arrival % self.T, name=name)
+
+    def _source_port(self, source: str):
+        """The OutPort carrying ``source``'s spikes (an upsampling Sparse is built once)."""
+        node = self.graph.nodes[source]
+        if isinstance(node, nir.IF):
+            return self.populations[source].s_out
+        if isinstance(node, Upsample2d):
+            if source not in self._upsamplers:
+                from lava.proc.sparse.process import Sparse
+
+                (pop,) = self.preds[source]
+                factor = int(node.scale_factor[0])
+                proc = Sparse(weights=upsample_matrix(self.shapes[pop], factor),
+                              name=source)
+                self.populations[pop].s_out.flatten().connect(proc.s_in)
+                self._upsamplers[source] = proc
+                self.processes.append(proc)
+            return self._upsamplers[source].a_out.reshape(self.shapes[source])
+        raise SddpmError(f"node {source} of type {type(node).__name__} cannot feed a conv")
+
+    def _delayed_port(self, source: str, wait: int):
+        """``source``'s spikes ``wait`` steps late: a DelaySparse identity line."""
+        if wait == 0:
+            return self._source_port(source)
+        if (source, wait) not in self._delayed:
+            from lava.proc.sparse.process import DelaySparse
+
+            n = int(np.prod(self.shapes[source]))
+            line = DelaySparse(weights=sparse.identity(n, format="csr"), delays=wait - 1,
+                               max_delay=wait - 1, name=f"{source}+{wait}")
+            self._source_port(source).flatten().connect(line.s_in)
+            self._delayed[(source, wait)] = line
+            self.processes.append(line)
+        return self._delayed[(source, wait)].a_out.reshape(self.shapes[source])
+
+    def _conv(self, conv: str, wait: int):
+        if (conv, wait) not in self._convs:
+            from lava.proc.conv.process import Conv
+
+            node = self.graph.nodes[conv]
+            (source,) = self.preds[conv]
+            proc = Conv(weight=lava_conv_weight(np.asarray(node.weight, dtype=np.float64)),
+                        input_shape=self.shapes[source],
+                        padding=tuple(int(p) for p in node.padding)[::-1],
+                        stride=tuple(int(s) for s in node.stride)[::-1],
+                        name=f"{conv}+{wait}")
+            self._delayed_port(source, wait).connect(proc.s_in)
+            self._convs[(conv, wait)] = proc
+            self.processes.append(proc)
+        return self._convs[(conv, wait)]
+
+    def _connect(self) -> None:
+        for (conv, target), wait in self.schedule.waits.items():
+            port = (self.extractor.in_port if target == self.output
+                    else self.populations[target].a_in)
+            self._conv(conv, wait).a_out.connect(port)
+        for name, injector in self.injectors.items():
+            (target,) = [b for a, b in self.graph.edges if a == name]
+            injector.out_port.connect(self.populations[target].a_in)
+
+    # -- running -----------------------------------------------------------------
+
+    def steps_for(self, images: int) -> int:
+        """Lava steps to push ``images`` forward passes through, one after another."""
+        return (images - 1) * self.T + self.schedule.steps_per_forward(self.T)

@@ -1,0 +1,96 @@
+"""Running a :class:`export.nir_to_lava.LavaNetwork` on Lava's CPU backend.
+
+The host streams every ``Input`` into its ``Injector`` at its consumer's arrival step
+and reads the ``Output`` from the ``Extractor`` in its window; images follow each other
+T steps apart (pipelined: a batch of K images costs (K - 1) T + T + latency steps).
+Every batch starts at a step that is 1 modulo T, where every population's periodic
+reset lines up with its window.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from export.nir_to_lava import LavaNetwork, to_whc
+from sddpm.errors import SddpmError
+
+
+class LavaSession:
+    """A compiled, running Lava network; call :meth:`forward`, then :meth:`stop`."""
+
+    def __init__(self, network: LavaNetwork, tag: str = "floating_pt"):
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
+        from lava.proc.io.injector import Injector, PyLoihiInjectorModel
+
+        self.net = network
+        # the host I/O models carry no precision tag: map them for either tag
+        self.run_cfg = Loihi2SimCfg(select_tag=tag, exception_proc_model_map={
+            Injector: PyLoihiInjectorModel, Extractor: PyLoihiExtractorModel})
+        self.root = network.extractor
+        t0 = time.perf_counter()
+        self.root.create_runtime(run_cfg=self.run_cfg)
+        self.compile_seconds = time.perf_counter() - t0
+        self.steps_done = 0
+        self.spikes: dict = {}
+        self.lava_steps = 0
+        self.run_seconds = 0.0
+
+    def _run(self, steps: int) -> None:
+        from lava.magma.core.run_conditions import RunSteps
+
+        t0 = time.perf_counter()
+        self.root.run(condition=RunSteps(num_steps=steps))
+        self.run_seconds += time.perf_counter() - t0
+        self.lava_steps += steps
+
+    def forward(self, feeds: list[dict]) -> np.ndarray:
+        """The ``Output`` stream for each image: ``[K, T, C, H, W]`` (biases added).
+
+        ``feeds[k]`` maps every ``Input`` node to its current ``[C, H, W]``, the same
+        every spiking timestep. With spike taps, :attr:`spikes` then holds every
+        population's spikes ``[K, T, C, H, W]`` of this call.
+        """
+        net, T = self.net, self.net.T
+        K = len(feeds)
+        missing = set(net.injectors) - set(feeds[0]) if feeds else set()
+        if missing:
+            raise SddpmError(f"inputs missing for {', '.join(sorted(missing))}")
+        total = math.ceil(net.steps_for(K) / T) * T  # keep batches aligned to T
+        arrival = net.schedule.input_steps
+        out_arrival = net.schedule.output_arrival
+        shape_out = net.shapes[net.output]
+        stream = np.zeros((K, T, *shape_out))
+        spikes = {name: np.zeros((K, T, *net.shapes[name])) for name in net.taps}
+        zeros = {name: np.zeros(net.shapes[name]) for name in net.injectors}
+        whc = [{name: to_whc(np.asarray(f[name], dtype=np.float64)) for name in net.injectors}
+               for f in feeds]
+        chunk = net.buffer_steps
+        for start in range(1, total + 1, chunk):
+            steps = range(start, min(start + chunk, total + 1))
+            for s in steps:
+                for name, injector in net.injectors.items():
+                    k, j = divmod(s - arrival[name], T)
+                    injector.send(whc[k][name] if 0 <= k < K and s >= arrival[name]
+                                  else zeros[name])
+            self._run(len(steps))
+            for s in steps:
+                received = net.extractor.receive()
+                k, j = divmod(s - out_arrival, T)
+                if 0 <= k < K and s >= out_arrival:
+                    stream[k, j] = received
+                for name, tap in net.taps.items():
+                    got = tap.receive()
+                    k, j = divmod(s - net.schedule.arrival[name], T)
+                    if 0 <= k < K and s >= net.schedule.arrival[name]:
+                        spikes[name][k, j] = got
+        self.steps_done += total
+        stream += net.bias[net.output]
+        self.spikes = {name: np.swapaxes(v, -1, -3) for name, v in spikes.items()}
+        return np.swapaxes(stream, -1, -3)  # (W, H, C) -> (C, H, W)
+
+    def stop(self) -> None:
+        self.root.stop()
