@@ -1,4 +1,4 @@
-"""The ``sddpm-export`` command line: ``sddpm-export --to nir CKPT -o model.nir``.
+"""The ``sddpm-export`` command line: ``--to nir CKPT -o model.nir``, ``--to lava CKPT -o DIR``.
 
 Every failure the user can fix is one line ``sddpm-export: error: ...``, exit status 2.
 """
@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--to", required=True, choices=TARGETS)
     p.add_argument("-o", "--output", default=None,
-                   help="NIR: the .nir file (default: CKPT with the suffix .nir)")
+                   help="nir: the .nir file (default: CKPT with the suffix .nir); "
+                        "lava: the bundle folder (default: CKPT without suffix + '-lava')")
     p.add_argument("--diffusion-step", type=int, default=None,
                    help="export for this one diffusion step t (time embedding folded into "
                         "biases: a single Input)")
@@ -84,6 +85,77 @@ def export_to_nir(args) -> dict:
     return summary
 
 
+def _bundle_folder(args) -> Path:
+    ckpt = Path(args.checkpoint)
+    path = Path(args.output) if args.output else ckpt.with_name(ckpt.stem + "-lava")
+    if path.exists() and not path.is_dir():
+        raise SddpmError(f"output {path} is a file; a Lava bundle is a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK):
+        raise SddpmError(f"cannot write into {path}; choose another output folder")
+    return path
+
+
+def lava_process_counts(graph, schedule) -> dict:
+    """The Lava processes a bundle becomes (without building them)."""
+    import nir
+
+    from export.nir_file import Upsample2d
+
+    convs = {(conv, wait) for (conv, _), wait in schedule.waits.items()}
+    sources = {conv: [a for a, b in graph.edges if b == conv][0] for conv, _ in convs}
+    lines = {(sources[conv], wait) for conv, wait in convs if wait > 0}
+    counts = {
+        "lif": sum(isinstance(n, nir.IF) for n in graph.nodes.values()),
+        "conv": len(convs), "delay_lines": len(lines),
+        "upsample": sum(isinstance(n, Upsample2d) for n in graph.nodes.values()),
+        "injectors": len(graph.inputs), "extractors": len(graph.outputs),
+    }
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def export_to_lava(args) -> dict:
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    from export.latency import balance
+    from export.lava_bundle import write_bundle
+    from export.torch_to_nir import export_nir
+    from sddpm.sampling import model_from_checkpoint
+
+    folder = _bundle_folder(args)
+    model, payload = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema,
+                                           threshold=args.threshold)
+    if payload["arch"] != "snn":
+        raise SddpmError(f"{args.checkpoint} holds an ANN; only spiking models deploy to Lava")
+    t0 = time.perf_counter()
+    # float64 in the bundle: the simulation is the check that Lava runs the trained model
+    graph = export_nir(model.to(torch.float64), dtype=np.float64)
+    digest = hashlib.sha256(Path(args.checkpoint).read_bytes()).hexdigest()
+    write_bundle(graph, folder, source={
+        "checkpoint": str(args.checkpoint), "sha256": digest, "step": payload["step"],
+        "preset": model.config.name, "ema": not args.no_ema, "threshold": args.threshold})
+    schedule = balance(graph)
+    return {"checkpoint": str(args.checkpoint), "output": str(folder),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "latency_steps": schedule.latency(),
+            "steps_per_forward": schedule.steps_per_forward(model.config.timesteps),
+            "processes": lava_process_counts(graph, schedule)}
+
+
+def _print_lava_summary(s: dict) -> None:
+    p = s["processes"]
+    print(f"wrote the Lava bundle {s['output']} ({s['seconds']} s)")
+    print(f"  {p['total']} Lava processes: {p['lif']} LIF, {p['conv']} Conv, "
+          f"{p['delay_lines']} delay lines, {p['upsample']} upsampling Sparse, "
+          f"{p['injectors']} injectors, {p['extractors']} extractor")
+    print(f"  latency {s['latency_steps']} Lava steps; one forward pass takes "
+          f"{s['steps_per_forward']} steps, each further pipelined image T more")
+
+
 def _print_summary(s: dict) -> None:
     print(f"wrote {s['output']} ({s['bytes'] / 1e6:.1f} MB, {s['seconds']} s)")
     print(f"  {s['populations']} IF populations, {s['neurons']:,} neurons; "
@@ -97,10 +169,7 @@ def _print_summary(s: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.to == "lava":
-            raise SddpmError("the Lava exporter is not built yet (the Lava-deployment issue); "
-                             "--to nir works")
-        summary = export_to_nir(args)
+        summary = export_to_lava(args) if args.to == "lava" else export_to_nir(args)
     except SddpmError as e:
         print(f"sddpm-export: error: {e}", file=sys.stderr)
         return 2
@@ -110,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.json:
         print(json.dumps(summary, indent=2))
+    elif args.to == "lava":
+        _print_lava_summary(summary)
     else:
         _print_summary(summary)
     return 0

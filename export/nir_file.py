@@ -67,11 +67,19 @@ def write_nir(graph: nir.NIRGraph, path) -> Path:
     os.close(fd)
     try:
         nir.write(tmp, graph, compression="gzip", compression_opts=1)
+        os.chmod(tmp, default_file_mode())  # mkstemp makes it private
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def default_file_mode() -> int:
+    """What ``open(path, "w")`` would give: 0o666 minus the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _decode(value):

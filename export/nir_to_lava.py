@@ -9,8 +9,8 @@ Mapping (Lava 0.10, data in Lava's ``(W, H, C)`` layout):
 - ``Conv2d`` -> ``Conv`` (true convolution: the torch kernel flipped and transposed to
   ``(C_out, kw, kh, C_in)``), one process per (conv node, delay-line length).
 - ``sddpm.Upsample2d`` -> ``Sparse`` with one unit weight per output neuron.
-- an early edge -> ``DelaySparse`` identity on the source spikes (see
-  :mod:`export.latency`); fan-in -> several connections into one ``a_in``.
+- an early edge -> a :class:`~export.lava_delay.process.DelayLine` on the source
+  spikes (see :mod:`export.latency`); fan-in -> several connections into one ``a_in``.
 - ``Input`` -> ``Injector`` into the population's ``a_in``, sent by the host at the
   population's arrival step; ``Output`` -> ``Extractor`` (its conv biases are added by
   the host).
@@ -27,6 +27,22 @@ import scipy.sparse as sparse
 from export.latency import Schedule, balance
 from export.nir_file import Upsample2d
 from sddpm.errors import SddpmError
+
+
+def prepare_lava_import() -> None:
+    """Let Lava import even when something already chose a multiprocessing start method.
+
+    Lava calls ``multiprocessing.set_start_method('fork')`` when its runtime module is
+    first imported, which fails once any start method is set (a torch DataLoader or a
+    process pool earlier in the same process). Lava needs fork either way.
+    """
+    import multiprocessing as mp
+    import sys
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    if mp.get_start_method(allow_none=True) is not None:
+        mp.set_start_method(None, force=True)
 
 
 def to_whc(x: np.ndarray) -> np.ndarray:
@@ -93,6 +109,7 @@ class LavaNetwork:
 
     def __init__(self, graph: nir.NIRGraph, timesteps: int, buffer_steps: int = 256,
                  tap_spikes: bool = False):
+        prepare_lava_import()
         from lava.proc.io.extractor import Extractor
         from lava.proc.io.injector import Injector
 
@@ -163,19 +180,17 @@ class LavaNetwork:
         raise SddpmError(f"node {source} of type {type(node).__name__} cannot feed a conv")
 
     def _delayed_port(self, source: str, wait: int):
-        """``source``'s spikes ``wait`` steps late: a DelaySparse identity line."""
+        """``source``'s spikes ``wait`` steps late, through one :class:`DelayLine`."""
         if wait == 0:
             return self._source_port(source)
         if (source, wait) not in self._delayed:
-            from lava.proc.sparse.process import DelaySparse
+            from export.lava_delay.process import DelayLine
 
-            n = int(np.prod(self.shapes[source]))
-            line = DelaySparse(weights=sparse.identity(n, format="csr"), delays=wait - 1,
-                               max_delay=wait - 1, name=f"{source}+{wait}")
-            self._source_port(source).flatten().connect(line.s_in)
+            line = DelayLine(shape=self.shapes[source], delay=wait, name=f"{source}+{wait}")
+            self._source_port(source).connect(line.s_in)
             self._delayed[(source, wait)] = line
             self.processes.append(line)
-        return self._delayed[(source, wait)].a_out.reshape(self.shapes[source])
+        return self._delayed[(source, wait)].a_out
 
     def _conv(self, conv: str, wait: int):
         if (conv, wait) not in self._convs:

@@ -1,4 +1,4 @@
-"""The ``sddpm`` command line: ``train``, ``sample``, ``info``, ``energy``, ``demo``.
+"""The ``sddpm`` command line: ``train``, ``sample``, ``info``, ``energy``, ``simulate``, ``demo``.
 
 Only this module reads argv. Every failure the user can fix is an :class:`SddpmError`,
 printed as one line ``sddpm: error: ...`` with exit status 2; no traceback.
@@ -197,6 +197,18 @@ def _run_energy(args) -> None:
     run_energy(args)
 
 
+def _add_simulate(sub) -> None:
+    from simulations.simulate import add_parser
+
+    add_parser(sub, _positive_int)
+
+
+def _run_simulate(args) -> None:
+    from simulations.simulate import run
+
+    run(args)
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job on the shipped default (see README)")
     p.add_argument("--out", default="runs/demo", help="folder for every output")
@@ -225,7 +237,7 @@ def _run_demo(args) -> None:
 
 COMMANDS = {"train": (_add_train, _run_train), "sample": (_add_sample, _run_sample),
             "info": (_add_info, _run_info), "energy": (_add_energy, _run_energy),
-            "demo": (_add_demo, _run_demo)}
+            "simulate": (_add_simulate, _run_simulate), "demo": (_add_demo, _run_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:

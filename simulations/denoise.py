@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from export.executor import HostSide
+from export.executor import HostSide, predict_noise
 from simulations.lava_runner import LavaSession
 from sddpm.neurons import MultiStepIF
 
@@ -34,20 +34,43 @@ class StepComparison:
         return min(self.spike_agreement.values(), default=1.0)
 
 
-def torch_reference(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor):
-    """``model``'s noise and every IF layer's spikes ``{torch path: [T*B, ...]}``."""
-    spikes, hooks = {}, []
-    for name, m in model.named_modules():
-        if isinstance(m, MultiStepIF):
-            hooks.append(m.register_forward_hook(
-                lambda mod, i, o, name=name: spikes.__setitem__(name, o.detach())))
-    try:
-        with torch.no_grad():
-            eps = model(x, t)
-    finally:
-        for h in hooks:
-            h.remove()
-    return eps, spikes
+class ModelReference:
+    """The trained torch model in float64: ``(x, t) -> (eps, {node: [B, T, ...]})``."""
+
+    def __init__(self, model: torch.nn.Module, populations: list[dict]):
+        self.model = model.double().eval()
+        self.populations = populations
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor):
+        spikes, hooks = {}, []
+        for name, m in self.model.named_modules():
+            if isinstance(m, MultiStepIF):
+                hooks.append(m.register_forward_hook(
+                    lambda mod, i, o, name=name: spikes.__setitem__(name, o.detach())))
+        try:
+            with torch.no_grad():
+                eps = self.model(x.double(), t)
+        finally:
+            for h in hooks:
+                h.remove()
+        T, B = self.model.config.timesteps, x.shape[0]
+        by_node = {}
+        for pop in self.populations:
+            lo, hi = pop["channels"]
+            s = spikes[pop["torch"]]
+            by_node[pop["node"]] = s.reshape(T, B, *s.shape[1:])[:, :, lo:hi].transpose(0, 1)
+        return eps, by_node
+
+
+class GraphReference:
+    """The exported graph run by the PyTorch reference executor (needs no checkpoint)."""
+
+    def __init__(self, graph):
+        self.graph = graph
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor):
+        eps, spikes = predict_noise(self.graph, x.double(), t)
+        return eps, {k: v.transpose(0, 1) for k, v in spikes.items()}
 
 
 class LavaNoisePredictor:
@@ -59,14 +82,15 @@ class LavaNoisePredictor:
         The export (with its host parameters).
     session : LavaSession
         A running Lava network of that graph (with spike taps to compare spikes).
-    reference : torch.nn.Module, optional
-        The torch model to check every call against (run in float64).
+    reference : callable, optional
+        ``(x, t) -> (eps, {node: spikes [B, T, ...]})`` to check every call against:
+        :class:`ModelReference` (the trained torch model) or :class:`GraphReference`.
     """
 
-    def __init__(self, graph, session: LavaSession, reference: torch.nn.Module | None = None):
+    def __init__(self, graph, session: LavaSession, reference=None):
         self.host = HostSide(graph)
         self.session = session
-        self.reference = None if reference is None else reference.double().eval()
+        self.reference = reference
         self.populations = json.loads(graph.metadata["sddpm"])["populations"]
         self.comparisons: list[StepComparison] = []
 
@@ -81,17 +105,14 @@ class LavaNoisePredictor:
         return eps.to(x.dtype)
 
     def _compare(self, x, t, eps) -> StepComparison:
-        eps_ref, spikes_ref = torch_reference(self.reference, x, t)
-        T, B = self.host.config.timesteps, x.shape[0]
+        eps_ref, spikes_ref = self.reference(x, t)
         step = StepComparison(t=int(t[0]), eps_rel_error=float(
             (eps - eps_ref).norm() / eps_ref.norm()))
         for pop in self.populations:
             lava = self.session.spikes.get(pop["node"])
             if lava is None:
                 continue
-            lo, hi = pop["channels"]
-            ref = spikes_ref[pop["torch"]]
-            ref = ref.reshape(T, B, *ref.shape[1:])[:, :, lo:hi].transpose(0, 1).numpy()
+            ref = spikes_ref[pop["node"]].numpy()
             step.spike_agreement[pop["node"]] = float((lava == ref).mean())
             step.firing_rate[pop["node"]] = float(lava.mean())
         return step

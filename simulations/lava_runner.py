@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 
@@ -31,6 +32,9 @@ class LavaSession:
         self.run_cfg = Loihi2SimCfg(select_tag=tag, exception_proc_model_map={
             Injector: PyLoihiInjectorModel, Extractor: PyLoihiExtractorModel})
         self.root = network.extractor
+        # Lava's Sparse models rebuild csr matrices element by element; scipy warns in
+        # every forked process. Forked children inherit this filter.
+        warnings.filterwarnings("ignore", message="Changing the sparsity structure")
         t0 = time.perf_counter()
         self.root.create_runtime(run_cfg=self.run_cfg)
         self.compile_seconds = time.perf_counter() - t0

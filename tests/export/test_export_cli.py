@@ -28,7 +28,6 @@ def test_export_to_nir_writes_the_graph_and_a_summary(tiny_checkpoint, tmp_path)
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--to", "lava"), "Lava exporter is not built yet"),
     (("--to", "nir", "-o", "x.h5"), "must end in .nir"),
     (("--to", "nir", "--diffusion-step", "1000"), "must lie in [0, 999]"),
     (("--to", "onnx"), "invalid choice"),

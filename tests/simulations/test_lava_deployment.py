@@ -14,7 +14,9 @@ from export.torch_to_nir import export_nir
 from sddpm.diffusion import GaussianDiffusion, sample
 from sddpm.models import build_model
 from sddpm.presets import get_preset
-from simulations.denoise import LavaNoisePredictor
+import json
+
+from simulations.denoise import GraphReference, LavaNoisePredictor, ModelReference
 from simulations.lava_runner import LavaSession
 
 
@@ -60,7 +62,8 @@ def test_two_images_pipelined_equal_the_reference_executor(tiny_lava):
 
 def test_three_ddim_steps_in_lava_match_torch(tiny_lava):
     config, model, graph, session = tiny_lava
-    predictor = LavaNoisePredictor(graph, session, reference=model)
+    populations = json.loads(graph.metadata["sddpm"])["populations"]
+    predictor = LavaNoisePredictor(graph, session, reference=ModelReference(model, populations))
     diffusion = GaussianDiffusion(config.diffusion_steps)
     images = sample(predictor, diffusion, (2, 1, 8, 8), sampler="ddim", steps=3, seed=0,
                     progress=False)

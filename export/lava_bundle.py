@@ -1,0 +1,109 @@
+"""The Lava deployment bundle: what ``sddpm simulate`` needs, without the checkpoint.
+
+A folder holding ``model.nir`` (the float64 graph with the host side's parameters) and
+``manifest.json`` (format, versions of the stack that wrote it, the schedule, and a
+SHA-256 of every file). Loading checks all of it before anything runs; a corrupt,
+incomplete or version-mismatched bundle is one clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import nir
+
+from export.latency import balance
+from export.nir_file import default_file_mode, graph_info, read_nir, write_nir
+from sddpm.errors import SddpmError
+
+FORMAT = "sddpm-lava-bundle"
+FORMAT_VERSION = 1
+GRAPH_FILE = "model.nir"
+MANIFEST = "manifest.json"
+# what must match between the writer and the reader for the numbers to mean the same
+PINNED = ("lava-nc", "nir", "numpy")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_bundle(graph: nir.NIRGraph, folder, *, source: dict) -> Path:
+    """Write the bundle of ``graph`` into ``folder`` (created; files replaced atomically)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    graph_path = write_nir(graph, folder / GRAPH_FILE)
+    info = graph_info(graph)
+    schedule = balance(graph)
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": {p: _version(p) for p in ("sddpm", *PINNED, "torch")},
+        "source": source,
+        "timesteps": info["timesteps"], "model_config": info["model_config"],
+        "latency_steps": schedule.latency(),
+        "steps_per_forward": schedule.steps_per_forward(info["timesteps"]),
+        "fixed_point": None,  # quantised parameters: not built yet (see README)
+        "files": {GRAPH_FILE: {"sha256": _sha256(graph_path),
+                               "bytes": graph_path.stat().st_size}},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=MANIFEST + ".", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(manifest, f, indent=2)
+    os.chmod(tmp, default_file_mode())
+    os.replace(tmp, folder / MANIFEST)
+    return folder
+
+
+def load_bundle(folder) -> tuple[nir.NIRGraph, dict]:
+    """The graph and manifest of a bundle, every check passed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SddpmError(f"bundle {folder} is not a folder; write one with "
+                         "'sddpm-export --to lava CKPT -o DIR'")
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise SddpmError(f"bundle {folder} has no {MANIFEST}; it is incomplete, write it "
+                         "again") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SddpmError(f"{folder / MANIFEST} is not valid JSON ({e}); the bundle is "
+                         "damaged") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise SddpmError(f"{folder} is not an sddpm Lava bundle (manifest format "
+                         f"{manifest.get('format') if isinstance(manifest, dict) else '?'})")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise SddpmError(f"bundle {folder} has format version {manifest.get('format_version')}"
+                         f"; this sddpm reads {FORMAT_VERSION}: export it again")
+    mismatched = [f"{p} {manifest.get('versions', {}).get(p)} (here {_version(p)})"
+                  for p in PINNED if manifest.get("versions", {}).get(p) != _version(p)]
+    if mismatched:
+        raise SddpmError(f"bundle {folder} was written with {', '.join(mismatched)}; "
+                         "export it again with this installation")
+    for name, entry in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise SddpmError(f"bundle {folder} lacks {name}; it is incomplete, write it again")
+        if _sha256(path) != entry.get("sha256"):
+            raise SddpmError(f"{path} does not match its checksum in the manifest; the "
+                             "bundle is corrupt, write it again")
+    if GRAPH_FILE not in manifest.get("files", {}):
+        raise SddpmError(f"bundle {folder}: the manifest lists no {GRAPH_FILE}")
+    return read_nir(folder / GRAPH_FILE), manifest

@@ -1,0 +1,1 @@
+"""A delay line for Lava: the source's values ``delay`` steps later (process + models)."""

@@ -1,0 +1,165 @@
+"""``sddpm simulate BUNDLE --backend lava``: denoising steps in Lava, compared with torch.
+
+Runs K DDIM denoising steps whose noise network runs in Lava (floating point), and at
+each step compares with the torch reference on the same x_t: spike agreement per
+population and relative error of epsilon. The reference is the trained model when
+``--checkpoint`` is given, else the bundle's graph in the PyTorch reference executor
+(which the export tests show equal to the trained model). Outputs in OUT:
+``simulate.json``, ``images_lava.png``, ``images_torch.png``, ``comparison.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from sddpm.errors import SddpmError
+
+BACKENDS = ("lava",)
+
+
+def _check_options(args) -> Path:
+    if args.backend not in BACKENDS:
+        raise SddpmError(f"unknown backend {args.backend!r}; expected one of "
+                         f"{', '.join(BACKENDS)}")
+    if args.fixed_point:
+        raise SddpmError("the fixed-point deployment is not built yet (Lava-deployment "
+                         "issue, point 5); run without --fixed-point")
+    if args.sampler != "ddim":
+        raise SddpmError("simulate runs K DDIM steps (--sampler ddim); DDPM's 1000 steps "
+                         "are out of reach of a CPU Lava simulation")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SddpmError(f"--out {out} is a file; give a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise SddpmError(f"cannot write into {out}; choose another --out folder")
+    return out
+
+
+def _reference(args, graph, manifest):
+    from simulations.denoise import GraphReference, ModelReference
+
+    if not args.checkpoint:
+        return GraphReference(graph), "reference executor (PyTorch, from the bundle)"
+    from sddpm.sampling import model_from_checkpoint
+
+    model, payload = model_from_checkpoint(args.checkpoint,
+                                           threshold=manifest["source"].get("threshold"))
+    if model.config.to_dict() != manifest["model_config"]:
+        raise SddpmError(f"{args.checkpoint} has another model config than the bundle; "
+                         "compare with the checkpoint the bundle was exported from")
+    populations = json.loads(graph.metadata["sddpm"])["populations"]
+    return ModelReference(model, populations), f"torch model {args.checkpoint}"
+
+
+def _plot(comparisons, path) -> Path:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.4))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
+    names = list(comparisons[0].spike_agreement)
+    worst = [min(c.spike_agreement[n] for c in comparisons) for n in names]
+    left.bar(range(len(names)), [100 * (1 - w) for w in worst])
+    left.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    left.set_ylabel("% spikes differing (worst step)")
+    left.set_title("Lava vs torch, per IF population")
+    right.semilogy([c.t for c in comparisons],
+                   [max(c.eps_rel_error, 1e-17) for c in comparisons], marker="o")
+    right.invert_xaxis()
+    right.set_xlabel("diffusion step t")
+    right.set_ylabel("relative error of eps")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return Path(path)
+
+
+def run_simulation(args) -> dict:
+    from export.lava_bundle import load_bundle
+    from export.nir_to_lava import LavaNetwork
+    from sddpm.diffusion import GaussianDiffusion, sample
+    from sddpm.sampling import save_grid
+    from simulations.denoise import LavaNoisePredictor
+    from simulations.lava_runner import LavaSession
+
+    out = _check_options(args)
+    graph, manifest = load_bundle(args.bundle)
+    reference, reference_name = _reference(args, graph, manifest)
+    T = manifest["timesteps"]
+    config = manifest["model_config"]
+    shape = (args.n, config["image_channels"], config["image_size"], config["image_size"])
+    t0 = time.perf_counter()
+    network = LavaNetwork(graph, T, tap_spikes=True)
+    session = LavaSession(network)
+    try:
+        predictor = LavaNoisePredictor(graph, session, reference=reference)
+        diffusion = GaussianDiffusion(config["diffusion_steps"])
+        images = sample(predictor, diffusion, shape, sampler="ddim", steps=args.denoise_steps,
+                        seed=args.seed, progress=not args.json)
+    finally:
+        session.stop()
+    wall = time.perf_counter() - t0
+    torch_images = sample(lambda x, t: reference(x, t)[0].float(), diffusion, shape,
+                          sampler="ddim", steps=args.denoise_steps, seed=args.seed,
+                          progress=False)
+    steps = predictor.comparisons
+    report = {
+        "bundle": str(args.bundle), "backend": "lava", "precision": "floating_pt",
+        "reference": reference_name, "images": args.n, "seed": args.seed,
+        "sampler": "ddim", "denoise_steps": len(steps), "timesteps": T,
+        "latency_steps": network.schedule.latency(),
+        "lava_processes": len(network.processes),
+        "lava_steps": session.lava_steps, "compile_s": round(session.compile_seconds, 2),
+        "run_s": round(session.run_seconds, 2), "wall_s": round(wall, 2),
+        "seconds_per_lava_step": session.run_seconds / max(session.lava_steps, 1),
+        "worst_spike_agreement": min(s.worst_agreement for s in steps),
+        "max_eps_rel_error": max(s.eps_rel_error for s in steps),
+        "image_max_abs_difference": float((images - torch_images).abs().max()),
+        "steps": [{"t": s.t, "eps_rel_error": s.eps_rel_error,
+                   "worst_spike_agreement": s.worst_agreement,
+                   "spike_agreement": s.spike_agreement, "firing_rate": s.firing_rate}
+                  for s in steps],
+    }
+    (out / "simulate.json").write_text(json.dumps(report, indent=2) + "\n")
+    save_grid(images, out / "images_lava.png")
+    save_grid(torch_images, out / "images_torch.png")
+    _plot(steps, out / "comparison.png")
+    return report
+
+
+def print_report(r: dict) -> None:
+    print(f"{r['denoise_steps']} DDIM steps of {r['images']} image(s) in Lava "
+          f"({r['precision']}, {r['lava_processes']} processes, latency "
+          f"{r['latency_steps']} steps): {r['lava_steps']} Lava steps, "
+          f"{r['seconds_per_lava_step']:.3f} s each, compile {r['compile_s']} s")
+    for s in r["steps"]:
+        print(f"  t={s['t']:4d}: spikes agree {100 * s['worst_spike_agreement']:.3f}% in the "
+              f"worst population, eps relative error {s['eps_rel_error']:.2e}")
+    print(f"  against the {r['reference']}; images differ by at most "
+          f"{r['image_max_abs_difference']:.2e}")
+
+
+def add_parser(sub, positive_int) -> None:
+    p = sub.add_parser("simulate", help="denoising steps on Lava, compared with torch")
+    p.add_argument("bundle", help="a folder written by 'sddpm-export --to lava'")
+    p.add_argument("--backend", default="lava", help="lava (Lava's CPU backend)")
+    p.add_argument("--fixed-point", action="store_true", help="Loihi 2 fixed point (not yet)")
+    p.add_argument("--denoise-steps", type=positive_int, default=3, help="DDIM steps K")
+    p.add_argument("--sampler", default="ddim")
+    p.add_argument("--n", type=positive_int, default=1, help="images, pipelined through Lava")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=None,
+                   help="compare with this trained model instead of the reference executor")
+    p.add_argument("--out", default="runs/simulate", help="folder for every output")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args) -> None:
+    report = run_simulation(args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+        print(f"wrote {args.out}/simulate.json, images_lava.png, images_torch.png, "
+              "comparison.png")

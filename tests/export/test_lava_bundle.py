@@ -1,0 +1,107 @@
+"""The deployment bundle: written by sddpm-export --to lava, refused when damaged."""
+
+import json
+import shutil
+
+import pytest
+
+from export.lava_bundle import MANIFEST, load_bundle
+from sddpm.errors import SddpmError
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bundle") / "tiny-lava"
+    result = run_cli("sddpm-export", "--to", "lava", tiny_checkpoint, "-o", folder, "--json")
+    assert result.returncode == 0, result.stderr
+    return folder, json.loads(result.stdout)
+
+
+def test_bundle_holds_graph_manifest_and_schedule(bundle):
+    folder, summary = bundle
+    graph, manifest = load_bundle(folder)
+    assert manifest["timesteps"] == 4 and manifest["latency_steps"] == summary["latency_steps"]
+    assert set(manifest["versions"]) >= {"lava-nc", "nir", "numpy", "torch", "sddpm"}
+    assert manifest["source"]["sha256"] and manifest["source"]["step"] > 0
+    assert all(n.weight.dtype.name == "float64" for n in graph.nodes.values()
+               if hasattr(n, "weight"))
+    counts = summary["processes"]
+    assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
+
+
+def test_process_counts_match_the_built_lava_network(bundle):
+    from export.nir_to_lava import LavaNetwork
+
+    folder, summary = bundle
+    graph, manifest = load_bundle(folder)
+    network = LavaNetwork(graph, manifest["timesteps"])  # built, never run
+    assert len(network.processes) == summary["processes"]["total"]
+
+
+def _copy(bundle, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(bundle[0], target)
+    return target
+
+
+def test_corrupt_incomplete_or_mismatched_bundles_are_refused(bundle, tmp_path):
+    folder = _copy(bundle, tmp_path)
+    data = bytearray((folder / "model.nir").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.nir").write_bytes(bytes(data))
+    with pytest.raises(SddpmError, match="does not match its checksum"):
+        load_bundle(folder)
+    (folder / "model.nir").unlink()
+    with pytest.raises(SddpmError, match="lacks model.nir"):
+        load_bundle(folder)
+
+    folder = _copy(bundle, tmp_path / "v")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["versions"]["lava-nc"] = "0.9.0"
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(SddpmError, match=r"written with lava-nc 0.9.0 \(here 0.10.0\)"):
+        load_bundle(folder)
+    manifest["format_version"] = 7
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(SddpmError, match="format version 7"):
+        load_bundle(folder)
+    (folder / MANIFEST).write_text("{broken")
+    with pytest.raises(SddpmError, match="not valid JSON"):
+        load_bundle(folder)
+    (folder / MANIFEST).unlink()
+    with pytest.raises(SddpmError, match="has no manifest.json"):
+        load_bundle(folder)
+    with pytest.raises(SddpmError, match="is not a folder"):
+        load_bundle(tmp_path / "nothing")
+
+
+def test_simulate_refuses_a_damaged_bundle_in_one_line(bundle, tmp_path):
+    folder = _copy(bundle, tmp_path)
+    (folder / "model.nir").write_bytes(b"x")
+    result = run_cli("sddpm", "simulate", folder, "--out", tmp_path / "out")
+    assert result.returncode == 2
+    assert "checksum" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--fixed-point",), "fixed-point deployment is not built yet"),
+    (("--sampler", "ddpm"), "K DDIM steps"),
+    (("--backend", "loihi"), "unknown backend 'loihi'"),
+])
+def test_simulate_options_are_checked_first(bundle, tmp_path, args, message):
+    result = run_cli("sddpm", "simulate", bundle[0], "--out", tmp_path / "o", *args)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_simulate_runs_the_bundle_and_reports(bundle, tmp_path):
+    out = tmp_path / "sim"
+    result = run_cli("sddpm", "simulate", bundle[0], "--denoise-steps", "2", "--out", out,
+                     "--json", timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["denoise_steps"] == 2 and report["lava_processes"] > 0
+    assert report["worst_spike_agreement"] >= 0.999 and report["max_eps_rel_error"] < 1e-3
+    assert report["lava_steps"] % 4 == 0 and report["reference"].startswith("reference executor")
+    for name in ("simulate.json", "images_lava.png", "images_torch.png", "comparison.png"):
+        assert (out / name).stat().st_size > 0
