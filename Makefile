@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/energy_profiling.py
 	$(PY) benchmarks/export_nir.py
+	$(PY) benchmarks/lava_steps.py
 
 report: $(STAMP)
 	$(PY) scripts/run_notebook.py notebooks/energy_report.ipynb runs/energy_report/energy_report.ipynb

@@ -15,7 +15,9 @@ of layer ``l``, which for spike inputs is the firing rate):
     ``paper`` prices as MACs as MACs too, a MAC costs at least an AC (hardware profiles
     refuse less), and dense MACs bound SOPs.
 
-An ANN costs one MAC per dense MAC in every layer under both conventions.
+An ANN costs one MAC per dense MAC in every layer under both conventions. A profile of
+the deployed chip network (``meta["part"] == "chip"``, :mod:`hardware.deployed`) has no
+first conv: the host computes it.
 Energies are per image; "per forward" is one U-Net evaluation (one denoising step),
 "per image" sums every denoising step of the profiled sampling run.
 """
@@ -106,7 +108,8 @@ def _layer_ops(profile: SpikeProfile, convention: str) -> np.ndarray:
     if profile.arch == "ann":
         return np.ones(len(binary), dtype=bool)
     is_mac = np.zeros(len(binary), dtype=bool)
-    is_mac[first_conv_index(profile)] = True
+    if profile.meta.get("part") != "chip":  # a chip-only profile: the first conv is the host's
+        is_mac[first_conv_index(profile)] = True
     return is_mac if convention == "paper" else is_mac | ~binary
 
 

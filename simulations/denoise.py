@@ -19,6 +19,8 @@ from export.executor import HostSide, predict_noise
 from simulations.lava_runner import LavaSession
 from sddpm.neurons import MultiStepIF
 
+ENERGY_HARDWARE = "45nm-fp32"
+
 
 @dataclass
 class StepComparison:
@@ -28,6 +30,8 @@ class StepComparison:
     eps_rel_error: float
     spike_agreement: dict = field(default_factory=dict)  # population node -> fraction equal
     firing_rate: dict = field(default_factory=dict)  # population node -> Lava rate
+    energy_lava_mj: float = float("nan")  # chip energy per image, spikes read from Lava
+    energy_reference_mj: float = float("nan")  # the same from the reference's spikes
 
     @property
     def worst_agreement(self) -> float:
@@ -89,6 +93,7 @@ class LavaNoisePredictor:
 
     def __init__(self, graph, session: LavaSession, reference=None):
         self.host = HostSide(graph)
+        self.graph = graph
         self.session = session
         self.reference = reference
         self.populations = json.loads(graph.metadata["sddpm"])["populations"]
@@ -115,4 +120,17 @@ class LavaNoisePredictor:
             ref = spikes_ref[pop["node"]].numpy()
             step.spike_agreement[pop["node"]] = float((lava == ref).mean())
             step.firing_rate[pop["node"]] = float(lava.mean())
+        if len(self.session.spikes) == len(self.populations):
+            step.energy_lava_mj, step.energy_reference_mj = (
+                self._chip_energy(spikes, step.t)
+                for spikes in (self.session.spikes, spikes_ref))
         return step
+
+    def _chip_energy(self, spikes: dict, t: int) -> float:
+        """Energy per image of this forward pass on the chip (45 nm fp32, 'paper')."""
+        from hardware.deployed import deployed_profile
+        from hardware.energy import energy_report
+        from hardware.hardware_profiles import load_profile
+
+        profile = deployed_profile(self.graph, spikes, t)
+        return energy_report(profile, load_profile(ENERGY_HARDWARE), "paper").per_forward_mj

@@ -116,8 +116,13 @@ def run_simulation(args) -> dict:
         "worst_spike_agreement": min(s.worst_agreement for s in steps),
         "max_eps_rel_error": max(s.eps_rel_error for s in steps),
         "image_max_abs_difference": float((images - torch_images).abs().max()),
+        "energy_hardware": "45nm-fp32, 'paper' convention, chip network only",
+        "max_energy_rel_difference": max(abs(s.energy_lava_mj / s.energy_reference_mj - 1)
+                                         for s in steps),
         "steps": [{"t": s.t, "eps_rel_error": s.eps_rel_error,
                    "worst_spike_agreement": s.worst_agreement,
+                   "energy_lava_mJ": s.energy_lava_mj,
+                   "energy_reference_mJ": s.energy_reference_mj,
                    "spike_agreement": s.spike_agreement, "firing_rate": s.firing_rate}
                   for s in steps],
     }
@@ -135,7 +140,9 @@ def print_report(r: dict) -> None:
           f"{r['seconds_per_lava_step']:.3f} s each, compile {r['compile_s']} s")
     for s in r["steps"]:
         print(f"  t={s['t']:4d}: spikes agree {100 * s['worst_spike_agreement']:.3f}% in the "
-              f"worst population, eps relative error {s['eps_rel_error']:.2e}")
+              f"worst population, eps relative error {s['eps_rel_error']:.2e}, chip energy "
+              f"{s['energy_lava_mJ']:.4f} mJ from Lava's spikes, "
+              f"{s['energy_reference_mJ']:.4f} mJ from the reference's")
     print(f"  against the {r['reference']}; images differ by at most "
           f"{r['image_max_abs_difference']:.2e}")
 
