@@ -126,11 +126,11 @@ def export_to_lava(args) -> dict:
     from export.torch_to_nir import export_nir
     from sddpm.sampling import model_from_checkpoint
 
-    folder = _bundle_folder(args)
     model, payload = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema,
                                            threshold=args.threshold)
     if payload["arch"] != "snn":
         raise SddpmError(f"{args.checkpoint} holds an ANN; only spiking models deploy to Lava")
+    folder = _bundle_folder(args)
     t0 = time.perf_counter()
     # float64 in the bundle: the simulation is the check that Lava runs the trained model
     graph = export_nir(model.to(torch.float64), dtype=np.float64)

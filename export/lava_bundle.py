@@ -65,11 +65,30 @@ def write_bundle(graph: nir.NIRGraph, folder, *, source: dict) -> Path:
                                "bytes": graph_path.stat().st_size}},
     }
     fd, tmp = tempfile.mkstemp(prefix=MANIFEST + ".", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=2)
-    os.chmod(tmp, default_file_mode())
-    os.replace(tmp, folder / MANIFEST)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(manifest, f, indent=2)
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, folder / MANIFEST)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return folder
+
+
+def _check_manifest_fields(folder: Path, manifest: dict) -> None:
+    kinds = {"versions": dict, "files": dict, "source": dict, "model_config": dict,
+             "timesteps": int}
+    for key, kind in kinds.items():
+        if not isinstance(manifest.get(key), kind):
+            raise SddpmError(f"bundle {folder}: manifest field {key!r} is missing or not a "
+                             f"{kind.__name__}; the bundle is damaged, write it again")
+    for name, entry in manifest["files"].items():
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise SddpmError(f"bundle {folder}: manifest names the file {name!r}; only plain "
+                             "names inside the bundle are allowed")
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise SddpmError(f"bundle {folder}: manifest entry of {name} has no sha256")
 
 
 def load_bundle(folder) -> tuple[nir.NIRGraph, dict]:
@@ -92,18 +111,25 @@ def load_bundle(folder) -> tuple[nir.NIRGraph, dict]:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise SddpmError(f"bundle {folder} has format version {manifest.get('format_version')}"
                          f"; this sddpm reads {FORMAT_VERSION}: export it again")
-    mismatched = [f"{p} {manifest.get('versions', {}).get(p)} (here {_version(p)})"
-                  for p in PINNED if manifest.get("versions", {}).get(p) != _version(p)]
+    _check_manifest_fields(folder, manifest)
+    mismatched = [f"{p} {manifest['versions'].get(p)} (here {_version(p)})"
+                  for p in PINNED if manifest["versions"].get(p) != _version(p)]
     if mismatched:
         raise SddpmError(f"bundle {folder} was written with {', '.join(mismatched)}; "
                          "export it again with this installation")
-    for name, entry in manifest.get("files", {}).items():
+    for name, entry in manifest["files"].items():
         path = folder / name
         if not path.is_file():
             raise SddpmError(f"bundle {folder} lacks {name}; it is incomplete, write it again")
         if _sha256(path) != entry.get("sha256"):
             raise SddpmError(f"{path} does not match its checksum in the manifest; the "
                              "bundle is corrupt, write it again")
-    if GRAPH_FILE not in manifest.get("files", {}):
+    if GRAPH_FILE not in manifest["files"]:
         raise SddpmError(f"bundle {folder}: the manifest lists no {GRAPH_FILE}")
-    return read_nir(folder / GRAPH_FILE), manifest
+    graph = read_nir(folder / GRAPH_FILE)
+    info = graph_info(graph)
+    if (info["timesteps"], info["model_config"]) != (manifest["timesteps"],
+                                                     manifest["model_config"]):
+        raise SddpmError(f"bundle {folder}: the manifest's T or model config differs from the "
+                         "graph's; the bundle is damaged, write it again")
+    return graph, manifest

@@ -86,6 +86,30 @@ class _Shapes:
         return cls(shapes)
 
 
+def _check_supported(graph: nir.NIRGraph) -> None:
+    """What the mapping handles; anything else is refused, never dropped."""
+    consumers: dict = {}
+    for a, b in graph.edges:
+        consumers.setdefault(a, []).append(b)
+        kinds = (type(graph.nodes[a]), type(graph.nodes[b]))
+        allowed = {(nir.Input, nir.IF), (nir.IF, nir.Conv2d), (nir.IF, Upsample2d),
+                   (Upsample2d, nir.Conv2d), (nir.Conv2d, nir.IF), (nir.Conv2d, nir.Output)}
+        if kinds not in allowed:
+            raise SddpmError(f"edge {a} -> {b} ({kinds[0].__name__} -> {kinds[1].__name__}) "
+                             "has no Lava mapping here")
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.Input) and len(consumers.get(name, [])) != 1:
+            raise SddpmError(f"Input {name} feeds {len(consumers.get(name, []))} nodes; the "
+                             "host injects each input into exactly one population")
+        if isinstance(node, nir.Conv2d) and (int(node.groups) != 1
+                                             or np.any(np.asarray(node.dilation) != 1)):
+            raise SddpmError(f"Conv2d {name}: groups {node.groups} / dilation "
+                             f"{node.dilation} have no Lava Conv mapping here")
+        if isinstance(node, Upsample2d) and len(set(int(f) for f in node.scale_factor)) != 1:
+            raise SddpmError(f"{name}: upsampling by {node.scale_factor} per axis; one factor "
+                             "for both axes is supported")
+
+
 def to_whc_shape(chw: tuple) -> tuple:
     c, h, w = (int(s) for s in chw)
     return (w, h, c)
@@ -101,14 +125,21 @@ class LavaNetwork:
     timesteps : int
         Spiking timesteps T: every population resets every T steps.
     buffer_steps : int
-        Capacity of the host channels, in Lava steps; runs are chunked to fit.
+        Capacity of the host channels, in Lava steps; runs are chunked to fit. Each
+        channel reserves this many frames in shared memory up front.
     tap_spikes : bool
         Also read every population's spikes out (one ``Extractor`` each), to compare
         them with the reference or count them; costs one process per population.
     """
 
-    def __init__(self, graph: nir.NIRGraph, timesteps: int, buffer_steps: int = 256,
+    def __init__(self, graph: nir.NIRGraph, timesteps: int, buffer_steps: int = 16,
                  tap_spikes: bool = False):
+        from export.nir_file import graph_info
+
+        if graph_info(graph)["timesteps"] != timesteps:
+            raise SddpmError(f"the graph was exported for T = {graph_info(graph)['timesteps']}"
+                             f", not {timesteps}")
+        _check_supported(graph)
         prepare_lava_import()
         from lava.proc.io.extractor import Extractor
         from lava.proc.io.injector import Injector

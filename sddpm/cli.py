@@ -1,4 +1,4 @@
-"""The ``sddpm`` command line: ``train``, ``sample``, ``info``, ``energy``, ``simulate``, ``demo``.
+"""The ``sddpm`` command line: train, sample, info, energy, eval, simulate, demo.
 
 Only this module reads argv. Every failure the user can fix is an :class:`SddpmError`,
 printed as one line ``sddpm: error: ...`` with exit status 2; no traceback.
@@ -197,6 +197,74 @@ def _run_energy(args) -> None:
     run_energy(args)
 
 
+CLASSIFIER = "checkpoints/fmnist-classifier.pt"
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="sample quality: classifier-FID and KID (offline)")
+    p.add_argument("checkpoint")
+    p.add_argument("--metric", nargs="+", default=["fid", "kid"], help="fid and/or kid")
+    p.add_argument("--n", type=_positive_int, default=1000, help="images generated")
+    p.add_argument("--sampler", default="ddim", help="ddpm (all steps) or ddim")
+    p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps")
+    p.add_argument("--threshold", type=_positive_float, default=None,
+                   help="threshold guidance: one threshold for every IF neuron")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=_positive_int, default=250, help="images per forward pass")
+    p.add_argument("--classifier", default=CLASSIFIER,
+                   help="feature extractor (scripts/train_classifier.py writes one)")
+    p.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST idx files")
+    p.add_argument("--out", default=None, help="also write the result JSON here")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _run_eval(args) -> None:
+    import time
+
+    from sddpm.diffusion import SAMPLERS, GaussianDiffusion
+    from sddpm.evaluation import METRICS, evaluate_images, save_result
+    from sddpm.presets import ModelConfig
+    from sddpm.sampling import model_from_checkpoint, sample_images
+
+    unknown = [m for m in args.metric if m not in METRICS]
+    if unknown:
+        raise SddpmError(f"unknown metric {unknown[0]!r}; expected fid and/or kid")
+    if args.sampler not in SAMPLERS:
+        raise SddpmError(f"unknown sampler {args.sampler!r}; choose 'ddpm' or 'ddim'")
+    if not Path(args.classifier).is_file():
+        raise SddpmError(f"no classifier at {args.classifier}; train one with "
+                         "'python scripts/train_classifier.py' or pass --classifier")
+    out = _writable_output(args.out, (".json",)) if args.out else None
+    model, payload = model_from_checkpoint(args.checkpoint, threshold=args.threshold)
+    config = ModelConfig.from_dict(payload["model_config"])
+    if config.dataset != "fmnist":
+        raise SddpmError(f"the offline metrics use a Fashion-MNIST classifier; "
+                         f"{args.checkpoint} was trained on {config.dataset}")
+    t0 = time.perf_counter()
+    images = sample_images(model, GaussianDiffusion(config.diffusion_steps), config, n=args.n,
+                           sampler=args.sampler, steps=args.steps, seed=args.seed,
+                           batch=args.batch, progress=not args.json)
+    result = evaluate_images(images, args.classifier, args.metric, args.data_dir)
+    result.update({"checkpoint": str(args.checkpoint), "arch": payload["arch"],
+                   "preset": config.name, "trained_steps": payload["step"],
+                   "sampler": args.sampler,
+                   "sampler_steps": args.steps if args.sampler == "ddim" else config.diffusion_steps,
+                   "threshold": args.threshold, "seed": args.seed,
+                   "seconds": round(time.perf_counter() - t0, 1)})
+    if out:
+        save_result(result, out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    parts = [f"classifier-FID {result['fid']:.3f}" if "fid" in result else "",
+             f"classifier-KID {result['kid_mean']:.5f} +- {result['kid_std']:.5f}"
+             if "kid_mean" in result else ""]
+    print(f"{payload['arch']} {config.name}, {args.n} images ({result['sampler']}-"
+          f"{result['sampler_steps']}): {', '.join(p for p in parts if p)} "
+          f"(feature extractor: {args.classifier}, test accuracy "
+          f"{result['classifier_test_accuracy']:.4f}; not comparable to Inception FIDs)")
+
+
 def _add_simulate(sub) -> None:
     from simulations.simulate import add_parser
 
@@ -213,12 +281,15 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job on the shipped default (see README)")
     p.add_argument("--out", default="runs/demo", help="folder for every output")
     p.add_argument("--train-steps", type=_positive_int, default=100)
+    p.add_argument("--denoise-steps", type=_positive_int, default=2,
+                   help="DDIM steps simulated in Lava")
 
 
 def _run_demo(args) -> None:
-    from sddpm.demo import run_demo
+    from simulations.demo import run_demo
 
-    summary = run_demo(args.out, train_steps=args.train_steps)
+    summary = run_demo(args.out, train_steps=args.train_steps,
+                       denoise_steps=args.denoise_steps)
     print(f"\nsddpm demo: every output is in {args.out}")
     train = summary["train"]
     print(f"  trained {train['preset']} for {train['steps']} steps in {train['seconds']} s, "
@@ -233,11 +304,19 @@ def _run_demo(args) -> None:
     print(f"  energy ({e['hardware']}, {e['sampler']}): {e['paper_mJ_per_forward']} mJ per forward, "
           f"{e['paper_mJ_per_image']} mJ per image ('paper'), {e['strict_mJ_per_image']} mJ "
           f"('strict') -> {e['folder']}")
+    d = summary["deployment"]
+    print(f"  NIR: {d['nir']} ({d['nir_nodes']} nodes, {d['nir_edges']} edges); Lava bundle "
+          f"{d['bundle']} ({d['lava_processes']} processes, latency {d['latency_steps']} steps)")
+    print(f"  Lava: {d['denoise_steps']} DDIM steps, spikes agree "
+          f"{100 * d['worst_spike_agreement']:.3f}% in the worst population, eps relative "
+          f"error {d['max_eps_rel_error']:.1e}, {d['seconds_per_lava_step']} s per Lava step "
+          f"-> {d['folder']}")
 
 
 COMMANDS = {"train": (_add_train, _run_train), "sample": (_add_sample, _run_sample),
             "info": (_add_info, _run_info), "energy": (_add_energy, _run_energy),
-            "simulate": (_add_simulate, _run_simulate), "demo": (_add_demo, _run_demo)}
+            "eval": (_add_eval, _run_eval), "simulate": (_add_simulate, _run_simulate),
+            "demo": (_add_demo, _run_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,12 +30,19 @@ class StepComparison:
     eps_rel_error: float
     spike_agreement: dict = field(default_factory=dict)  # population node -> fraction equal
     firing_rate: dict = field(default_factory=dict)  # population node -> Lava rate
+    mismatches: dict = field(default_factory=dict)  # population node -> differing entries
+    reference_spikes: dict = field(default_factory=dict)  # population node -> spike count
     energy_lava_mj: float = float("nan")  # chip energy per image, spikes read from Lava
     energy_reference_mj: float = float("nan")  # the same from the reference's spikes
 
     @property
     def worst_agreement(self) -> float:
         return min(self.spike_agreement.values(), default=1.0)
+
+    @property
+    def mismatch_per_spike(self) -> float:
+        """Differing spike entries over all populations, per reference spike."""
+        return sum(self.mismatches.values()) / max(sum(self.reference_spikes.values()), 1)
 
 
 class ModelReference:
@@ -120,6 +127,9 @@ class LavaNoisePredictor:
             ref = spikes_ref[pop["node"]].numpy()
             step.spike_agreement[pop["node"]] = float((lava == ref).mean())
             step.firing_rate[pop["node"]] = float(lava.mean())
+            # agreement is dominated by silent neurons; these say how many spikes moved
+            step.mismatches[pop["node"]] = int((lava != ref).sum())
+            step.reference_spikes[pop["node"]] = int(ref.sum())
         if len(self.session.spikes) == len(self.populations):
             step.energy_lava_mj, step.energy_reference_mj = (
                 self._chip_energy(spikes, step.t)

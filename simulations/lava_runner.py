@@ -23,6 +23,9 @@ class LavaSession:
     """A compiled, running Lava network; call :meth:`forward`, then :meth:`stop`."""
 
     def __init__(self, network: LavaNetwork, tag: str = "floating_pt"):
+        if tag != "floating_pt":
+            raise SddpmError(f"precision {tag!r} is not built yet; the deployment runs "
+                             "floating_pt")
         from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
         from lava.proc.io.injector import Injector, PyLoihiInjectorModel
@@ -40,6 +43,7 @@ class LavaSession:
         self.compile_seconds = time.perf_counter() - t0
         self.steps_done = 0
         self.spikes: dict = {}
+        self.broken = False
         self.lava_steps = 0
         self.run_seconds = 0.0
 
@@ -60,9 +64,30 @@ class LavaSession:
         """
         net, T = self.net, self.net.T
         K = len(feeds)
-        missing = set(net.injectors) - set(feeds[0]) if feeds else set()
-        if missing:
-            raise SddpmError(f"inputs missing for {', '.join(sorted(missing))}")
+        if self.broken:
+            raise SddpmError("this Lava session failed in an earlier call and its channels "
+                             "may hold stray frames; start a new session")
+        if K == 0:
+            raise SddpmError("no images to run")
+        for k, feed in enumerate(feeds):
+            missing = set(net.injectors) - set(feed)
+            if missing:
+                raise SddpmError(f"image {k}: inputs missing for {', '.join(sorted(missing))}")
+            for name in net.injectors:
+                expected = net.shapes[name][::-1]  # (C, H, W)
+                if np.shape(feed[name]) != expected:
+                    raise SddpmError(f"image {k}: input {name} has shape "
+                                     f"{np.shape(feed[name])}, expected {expected}")
+        try:
+            return self._forward(feeds)
+        except BaseException:
+            self.broken = True  # a half-fed channel would shift every later call
+            raise
+
+    def _forward(self, feeds: list[dict]) -> np.ndarray:
+        net, T = self.net, self.net.T
+        K = len(feeds)
+        assert self.steps_done % T == 0  # every batch starts where the resets line up
         total = math.ceil(net.steps_for(K) / T) * T  # keep batches aligned to T
         arrival = net.schedule.input_steps
         out_arrival = net.schedule.output_arrival

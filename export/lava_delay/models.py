@@ -1,4 +1,5 @@
-"""Process models of :class:`DelayLine`: floating point and fixed point (same ring buffer)."""
+"""Process model of :class:`DelayLine` (floating point; fixed point comes with the
+fixed-point deployment, the same ring buffer on integers)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,3 @@ class PyDelayLineFloat(_RingBuffer):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     buffer: np.ndarray = LavaPyType(np.ndarray, float)
-
-
-@implements(proc=DelayLine, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyDelayLineFixed(_RingBuffer):
-    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    buffer: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)

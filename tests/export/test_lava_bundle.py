@@ -66,6 +66,13 @@ def test_corrupt_incomplete_or_mismatched_bundles_are_refused(bundle, tmp_path):
     (folder / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(SddpmError, match="format version 7"):
         load_bundle(folder)
+    for field, value in (("files", []), ("versions", None), ("timesteps", "4")):
+        broken = json.loads(json.dumps(manifest))
+        broken["format_version"] = 1
+        broken[field] = value
+        (folder / MANIFEST).write_text(json.dumps(broken))
+        with pytest.raises(SddpmError, match=f"manifest field '{field}'"):
+            load_bundle(folder)
     (folder / MANIFEST).write_text("{broken")
     with pytest.raises(SddpmError, match="not valid JSON"):
         load_bundle(folder)
@@ -105,3 +112,16 @@ def test_simulate_runs_the_bundle_and_reports(bundle, tmp_path):
     assert report["lava_steps"] % 4 == 0 and report["reference"].startswith("reference executor")
     for name in ("simulate.json", "images_lava.png", "images_torch.png", "comparison.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_manifest_must_agree_with_the_graph_and_name_plain_files(bundle, tmp_path):
+    folder = _copy(bundle, tmp_path)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    edited = dict(manifest, timesteps=2)
+    (folder / MANIFEST).write_text(json.dumps(edited))
+    with pytest.raises(SddpmError, match="T or model config differs"):
+        load_bundle(folder)
+    outside = dict(manifest, files={"../model.nir": manifest["files"]["model.nir"]})
+    (folder / MANIFEST).write_text(json.dumps(outside))
+    with pytest.raises(SddpmError, match="only plain names"):
+        load_bundle(folder)

@@ -72,6 +72,7 @@ def test_three_ddim_steps_in_lava_match_torch(tiny_lava):
     assert len(predictor.comparisons) == 3
     for step in predictor.comparisons:
         assert step.worst_agreement >= 0.999, step
+        assert sum(step.mismatches.values()) == 0 < sum(step.reference_spikes.values())
         assert step.eps_rel_error < 1e-3, step
         assert len(step.spike_agreement) == len(session.net.populations)
         # spike counts read from Lava, priced by the energy model, against the torch side
@@ -97,3 +98,57 @@ def test_deployed_profile_counts_the_chip_network(tiny_lava):
     paper = energy_report(profile, load_profile("45nm-fp32"), "paper")
     assert paper.mac_mj == 0 and paper.ac_mj > 0  # every chip layer reads spikes
     assert profile.exact_events.sum() > 0 and profile.synaptic_ops().sum() > 0
+
+
+def _busy_network(T, scale):
+    """tiny with every threshold scaled down: every population fires often."""
+    from dataclasses import replace
+
+    from sddpm.neurons import MultiStepIF
+
+    config = get_preset("tiny").with_timesteps(T)
+    torch.manual_seed(0)
+    model = build_model(config, "snn").double().eval()
+    for m in model.modules():
+        if isinstance(m, MultiStepIF):
+            m.threshold *= scale
+    return config, export_nir(model)
+
+
+@pytest.mark.parametrize("T, batches", [(4, [1, 3, 2]), (1, [2, 1])])
+def test_chunked_runs_and_consecutive_batches_stay_exact(T, batches):
+    config, graph = _busy_network(T, 0.1)
+    host = HostSide(graph)
+    session = LavaSession(LavaNetwork(graph, T, buffer_steps=3, tap_spikes=True))
+    try:
+        for k, K in enumerate(batches):
+            x = torch.randn(K, 1, 8, 8, generator=torch.Generator().manual_seed(k),
+                            dtype=torch.float64)
+            feeds = host.inputs(x, torch.arange(K) * 300 + 10)
+            outputs, spikes = NirExecutor(graph).run(feeds, T)
+            stream = session.forward([{n: v[b].numpy() for n, v in feeds.items()}
+                                      for b in range(K)])
+            np.testing.assert_allclose(stream, outputs["stream"].transpose(0, 1).numpy(),
+                                       atol=1e-12)
+            silent = 0
+            for name, s in session.spikes.items():
+                assert np.array_equal(s, spikes[name].transpose(0, 1).numpy()), (K, name)
+                silent += s.sum() == 0
+            assert silent == 0  # every population fires: no path goes unchecked
+    finally:
+        session.stop()
+
+
+def test_a_bad_feed_is_refused_before_anything_is_sent(tiny_lava):
+    from sddpm.errors import SddpmError
+
+    config, model, graph, session = tiny_lava
+    feeds = HostSide(graph).inputs(torch.zeros(1, 1, 8, 8, dtype=torch.float64),
+                                   torch.tensor([5]))
+    good = {k: v[0].numpy() for k, v in feeds.items()}
+    bad = dict(good, input=good["input"][:, :4])
+    with pytest.raises(SddpmError, match="input input has shape"):
+        session.forward([good, bad])
+    assert not session.broken
+    with pytest.raises(SddpmError, match="no images"):
+        session.forward([])
