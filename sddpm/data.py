@@ -72,6 +72,36 @@ def read_idx_images(path: Path) -> np.ndarray:
     return data.reshape(n, rows, cols)
 
 
+def read_idx_labels(path: Path) -> np.ndarray:
+    """Labels ``[N]`` uint8 from an idx1 file (magic 2049), gzipped or not."""
+    try:
+        with _open_maybe_gz(path) as f:
+            header = f.read(8)
+            if len(header) < 8:
+                raise SddpmError(f"{path} is truncated: no idx header; re-install the data set")
+            magic, n = struct.unpack(">II", header)
+            if magic != 2049:
+                raise SddpmError(f"{path} is not an idx label file (magic {magic}, expected 2049)")
+            data = np.frombuffer(f.read(n), dtype=np.uint8)
+    except (OSError, EOFError, zlib.error) as e:
+        raise SddpmError(f"cannot read {path}: {e}; re-install or re-download the data set") from None
+    if data.size != n:
+        raise SddpmError(f"{path} is truncated: {data.size} of {n} labels")
+    return data
+
+
+def load_labels(name: str, *, data_dir: str | Path | None = None,
+                split: str = "train") -> np.ndarray:
+    """Class labels of an idx data set (``fmnist``, ``mnist``), aligned with its images."""
+    stem = "train-labels-idx1-ubyte" if split == "train" else "t10k-labels-idx1-ubyte"
+    defaults = [DEBIAN_FASHION_MNIST] if name == "fmnist" else []
+    path = _find_idx(Path(data_dir) if data_dir else None, stem, defaults)
+    if path is None:
+        raise SddpmError(f"{name}: no {stem}[.gz] found; install dataset-fashion-mnist or "
+                         "pass --data-dir with the idx files")
+    return read_idx_labels(path)
+
+
 def _find_idx(data_dir: Path | None, stem: str, defaults: list) -> Path | None:
     dirs = []
     if data_dir is not None:

@@ -1,0 +1,91 @@
+"""Sample quality offline: FID and KID in the feature space of the project's classifier.
+
+The statistics (torch-fidelity's FID and KID estimators) compare generated images with
+the 10,000 real Fashion-MNIST test images, whose features are cached next to the
+classifier. These numbers rank our own models; they are not Inception FIDs and do not
+compare with the papers' (see README, "Evaluation").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sddpm.classifier import load_classifier
+from sddpm.data import load_dataset
+from sddpm.errors import SddpmError
+
+METRICS = ("fid", "kid")
+
+
+@torch.no_grad()
+def classifier_features(classifier, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """``[N, 128]`` float64 features of images ``[N, 1, 32, 32]`` in [-1, 1]."""
+    chunks = [classifier.features(images[i:i + batch].float())
+              for i in range(0, len(images), batch)]
+    return torch.cat(chunks).double()
+
+
+def real_features(classifier_path, data_dir=None) -> torch.Tensor:
+    """Features of the real test set, cached beside the classifier (keyed by its hash)."""
+    path = Path(classifier_path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    cache = path.with_name(f"{path.stem}.test-features-{digest}.npy")
+    if cache.is_file():
+        return torch.from_numpy(np.load(cache))
+    classifier, _ = load_classifier(path)
+    test = load_dataset("fmnist", image_size=32, data_dir=data_dir, split="test")
+    feats = classifier_features(classifier, test.batch(np.arange(len(test))))
+    try:
+        np.save(cache, feats.numpy())
+    except OSError:
+        pass  # a read-only checkout still evaluates, only without the cache
+    return feats
+
+
+def fid_kid(generated: torch.Tensor, real: torch.Tensor, metrics=METRICS,
+            kid_subset_size: int = 1000, seed: int = 0) -> dict:
+    """torch-fidelity's estimators on two feature sets ``[N, D]``."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    unknown = set(metrics) - set(METRICS)
+    if unknown:
+        raise SddpmError(f"unknown metric {sorted(unknown)[0]!r}; expected fid or kid")
+    out = {}
+    if "fid" in metrics:
+        if len(generated) < 2:
+            raise SddpmError("FID needs at least 2 images; raise --n")
+        stats = [fid_features_to_statistics(f) for f in (generated, real)]
+        out["fid"] = fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"]
+    if "kid" in metrics:
+        size = min(kid_subset_size, len(generated), len(real))
+        # torch-fidelity's defaults: cubic polynomial kernel, gamma 1/D, coef0 1
+        kid = kid_features_to_metric(generated, real, kid_subsets=100, kid_subset_size=size,
+                                     rng_seed=seed, verbose=False)
+        out["kid_mean"] = kid["kernel_inception_distance_mean"]
+        out["kid_std"] = kid["kernel_inception_distance_std"]
+        out["kid_subset_size"] = size
+    return out
+
+
+def evaluate_images(images: torch.Tensor, classifier_path, metrics=METRICS,
+                    data_dir=None) -> dict:
+    classifier, info = load_classifier(classifier_path)
+    generated = classifier_features(classifier, images)
+    result = fid_kid(generated, real_features(classifier_path, data_dir), metrics)
+    result.update({"images": len(images), "feature_extractor": str(classifier_path),
+                   "classifier_test_accuracy": info.get("test_accuracy"),
+                   "comparable_to_papers": False})
+    return result
+
+
+def save_result(result: dict, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
