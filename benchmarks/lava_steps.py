@@ -15,7 +15,6 @@ import json
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from export.executor import HostSide

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 from sddpm.errors import SddpmError
+from sddpm.outputs import writable_file, writable_folder
 
 TARGETS = ("nir", "lava")
 DTYPES = ("float32", "float64")
@@ -43,16 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _output_path(args) -> Path:
     path = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".nir")
-    if path.suffix != ".nir":
-        raise SddpmError(f"output {path} must end in .nir")
-    if path.is_dir():
-        raise SddpmError(f"output {path} is a directory; give a file name")
     if path.resolve() == Path(args.checkpoint).resolve():
         raise SddpmError(f"output {path} is the checkpoint itself; give another -o")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(path.parent, os.W_OK):
-        raise SddpmError(f"cannot write into {path.parent}; choose another output path")
-    return path
+    return writable_file(path, (".nir",))
 
 
 def export_to_nir(args) -> dict:
@@ -88,12 +81,7 @@ def export_to_nir(args) -> dict:
 def _bundle_folder(args) -> Path:
     ckpt = Path(args.checkpoint)
     path = Path(args.output) if args.output else ckpt.with_name(ckpt.stem + "-lava")
-    if path.exists() and not path.is_dir():
-        raise SddpmError(f"output {path} is a file; a Lava bundle is a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    if not os.access(path, os.W_OK):
-        raise SddpmError(f"cannot write into {path}; choose another output folder")
-    return path
+    return writable_folder(path, "bundle")
 
 
 def lava_process_counts(graph, schedule) -> dict:

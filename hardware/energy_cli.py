@@ -12,6 +12,7 @@ from hardware.hardware_profiles import load_profile
 from hardware.spike_profile import SpikeProfile
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.errors import SddpmError
+from sddpm.outputs import writable_folder
 
 
 
@@ -112,16 +113,6 @@ def format_table3(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _writable_folder(name: str) -> Path:
-    path = Path(name)
-    if path.exists() and not path.is_dir():
-        raise SddpmError(f"--out {name} is a file; give a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    if not os.access(path, os.W_OK):
-        raise SddpmError(f"cannot write into {name}; choose another --out folder")
-    return path
-
-
 def _check_table3_options(args) -> None:
     # the paper's figures are 45 nm fp32 under its own convention; nothing else compares
     if args.hardware != "45nm-fp32" or args.convention != "paper" or args.out:
@@ -137,7 +128,7 @@ def run_energy(args) -> None:
     if args.convention not in CONVENTIONS:
         raise SddpmError(f"unknown convention {args.convention!r}; expected one of "
                          f"{', '.join(CONVENTIONS)}")
-    out = _writable_folder(args.out) if args.out else None
+    out = writable_folder(args.out, "--out") if args.out else None
     if args.profile:
         profile = SpikeProfile.load_h5(args.profile)
     else:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from sddpm.errors import SddpmError
+from sddpm.outputs import writable_file as _writable_output
 from sddpm.presets import ARCHS, PRESETS
 
 
@@ -126,19 +126,6 @@ def _run_sample(args) -> None:
     if npz_path:
         np.savez_compressed(npz_path, images=to_uint8(images))
         print(f"wrote {npz_path}")
-
-
-def _writable_output(name: str, suffixes: tuple) -> Path:
-    """Check an output path before the work that fills it, creating its folder."""
-    path = Path(name)
-    if path.suffix.lower() not in suffixes:
-        raise SddpmError(f"output {name} must end in {' or '.join(suffixes)}")
-    if path.is_dir():
-        raise SddpmError(f"output {name} is a directory; give a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(path.parent, os.W_OK):
-        raise SddpmError(f"cannot write into {path.parent}; choose another output path")
-    return path
 
 
 def _add_info(sub) -> None:

@@ -53,41 +53,34 @@ def _open_maybe_gz(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def read_idx_images(path: Path) -> np.ndarray:
-    """Images ``[N, H, W]`` uint8 from an idx3 file (magic 2051), gzipped or not."""
+def _read_idx(path: Path, magic_expected: int, what: str) -> np.ndarray:
+    """The uint8 array of an idx file (gzipped or not): magic, then one size per axis."""
+    ndim = magic_expected & 0xFF
     try:
         with _open_maybe_gz(path) as f:
-            header = f.read(16)
-            if len(header) < 16:
+            header = f.read(4 + 4 * ndim)
+            if len(header) < 4 + 4 * ndim:
                 raise SddpmError(f"{path} is truncated: no idx header; re-install the data set")
-            magic, n, rows, cols = struct.unpack(">IIII", header)
-            if magic != 2051:
-                raise SddpmError(
-                    f"{path} is not an idx image file (magic {magic}, expected 2051)")
-            data = np.frombuffer(f.read(n * rows * cols), dtype=np.uint8)
+            magic, *shape = struct.unpack(">" + "I" * (1 + ndim), header)
+            if magic != magic_expected:
+                raise SddpmError(f"{path} is not an idx {what} file (magic {magic}, expected "
+                                 f"{magic_expected})")
+            data = np.frombuffer(f.read(int(np.prod(shape))), dtype=np.uint8)
     except (OSError, EOFError, zlib.error) as e:
         raise SddpmError(f"cannot read {path}: {e}; re-install or re-download the data set") from None
-    if data.size != n * rows * cols:
-        raise SddpmError(f"{path} is truncated: {data.size} of {n * rows * cols} pixels")
-    return data.reshape(n, rows, cols)
+    if data.size != int(np.prod(shape)):
+        raise SddpmError(f"{path} is truncated: {data.size} of {int(np.prod(shape))} {what} bytes")
+    return data.reshape(shape)
+
+
+def read_idx_images(path: Path) -> np.ndarray:
+    """Images ``[N, H, W]`` uint8 from an idx3 file (magic 2051), gzipped or not."""
+    return _read_idx(path, 2051, "image")
 
 
 def read_idx_labels(path: Path) -> np.ndarray:
     """Labels ``[N]`` uint8 from an idx1 file (magic 2049), gzipped or not."""
-    try:
-        with _open_maybe_gz(path) as f:
-            header = f.read(8)
-            if len(header) < 8:
-                raise SddpmError(f"{path} is truncated: no idx header; re-install the data set")
-            magic, n = struct.unpack(">II", header)
-            if magic != 2049:
-                raise SddpmError(f"{path} is not an idx label file (magic {magic}, expected 2049)")
-            data = np.frombuffer(f.read(n), dtype=np.uint8)
-    except (OSError, EOFError, zlib.error) as e:
-        raise SddpmError(f"cannot read {path}: {e}; re-install or re-download the data set") from None
-    if data.size != n:
-        raise SddpmError(f"{path} is truncated: {data.size} of {n} labels")
-    return data
+    return _read_idx(path, 2049, "label")
 
 
 def load_labels(name: str, *, data_dir: str | Path | None = None,

@@ -62,7 +62,7 @@ class LavaSession:
         every spiking timestep. With spike taps, :attr:`spikes` then holds every
         population's spikes ``[K, T, C, H, W]`` of this call.
         """
-        net, T = self.net, self.net.T
+        net = self.net
         K = len(feeds)
         if self.broken:
             raise SddpmError("this Lava session failed in an earlier call and its channels "

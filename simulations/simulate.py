@@ -11,11 +11,11 @@ population and relative error of epsilon. The reference is the trained model whe
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from sddpm.errors import SddpmError
+from sddpm.outputs import writable_folder
 
 BACKENDS = ("lava",)
 
@@ -30,13 +30,7 @@ def _check_options(args) -> Path:
     if args.sampler != "ddim":
         raise SddpmError("simulate runs K DDIM steps (--sampler ddim); DDPM's 1000 steps "
                          "are out of reach of a CPU Lava simulation")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise SddpmError(f"--out {out} is a file; give a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise SddpmError(f"cannot write into {out}; choose another --out folder")
-    return out
+    return writable_folder(args.out, "--out")
 
 
 def _reference(args, graph, manifest):

@@ -11,7 +11,6 @@ in a topological order Norse's IAF neurons reproduce the export spike for spike.
 import warnings
 
 import nir
-import numpy as np
 import pytest
 import torch
 

@@ -16,7 +16,7 @@ from sddpm.models import build_model
 from sddpm.presets import get_preset
 import json
 
-from simulations.denoise import GraphReference, LavaNoisePredictor, ModelReference
+from simulations.denoise import LavaNoisePredictor, ModelReference
 from simulations.lava_runner import LavaSession
 
 
@@ -102,8 +102,6 @@ def test_deployed_profile_counts_the_chip_network(tiny_lava):
 
 def _busy_network(T, scale):
     """tiny with every threshold scaled down: every population fires often."""
-    from dataclasses import replace
-
     from sddpm.neurons import MultiStepIF
 
     config = get_preset("tiny").with_timesteps(T)
