@@ -184,9 +184,6 @@ def _run_energy(args) -> None:
     run_energy(args)
 
 
-CLASSIFIER = "checkpoints/fmnist-classifier.pt"
-
-
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="sample quality: classifier-FID and KID (offline)")
     p.add_argument("checkpoint")
@@ -198,46 +195,23 @@ def _add_eval(sub) -> None:
                    help="threshold guidance: one threshold for every IF neuron")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=_positive_int, default=250, help="images per forward pass")
-    p.add_argument("--classifier", default=CLASSIFIER,
-                   help="feature extractor (scripts/train_classifier.py writes one)")
+    p.add_argument("--classifier", default=None,
+                   help="feature extractor (default: the shipped one; "
+                        "scripts/train_classifier.py writes one)")
     p.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST idx files")
     p.add_argument("--out", default=None, help="also write the result JSON here")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _run_eval(args) -> None:
-    import time
+    from sddpm.evaluation import evaluate_checkpoint, save_result
 
-    from sddpm.diffusion import SAMPLERS, GaussianDiffusion
-    from sddpm.evaluation import METRICS, evaluate_images, save_result
-    from sddpm.presets import ModelConfig
-    from sddpm.sampling import model_from_checkpoint, sample_images
-
-    unknown = [m for m in args.metric if m not in METRICS]
-    if unknown:
-        raise SddpmError(f"unknown metric {unknown[0]!r}; expected fid and/or kid")
-    if args.sampler not in SAMPLERS:
-        raise SddpmError(f"unknown sampler {args.sampler!r}; choose 'ddpm' or 'ddim'")
-    if not Path(args.classifier).is_file():
-        raise SddpmError(f"no classifier at {args.classifier}; train one with "
-                         "'python scripts/train_classifier.py' or pass --classifier")
     out = _writable_output(args.out, (".json",)) if args.out else None
-    model, payload = model_from_checkpoint(args.checkpoint, threshold=args.threshold)
-    config = ModelConfig.from_dict(payload["model_config"])
-    if config.dataset != "fmnist":
-        raise SddpmError(f"the offline metrics use a Fashion-MNIST classifier; "
-                         f"{args.checkpoint} was trained on {config.dataset}")
-    t0 = time.perf_counter()
-    images = sample_images(model, GaussianDiffusion(config.diffusion_steps), config, n=args.n,
-                           sampler=args.sampler, steps=args.steps, seed=args.seed,
-                           batch=args.batch, progress=not args.json)
-    result = evaluate_images(images, args.classifier, args.metric, args.data_dir)
-    result.update({"checkpoint": str(args.checkpoint), "arch": payload["arch"],
-                   "preset": config.name, "trained_steps": payload["step"],
-                   "sampler": args.sampler,
-                   "sampler_steps": args.steps if args.sampler == "ddim" else config.diffusion_steps,
-                   "threshold": args.threshold, "seed": args.seed,
-                   "seconds": round(time.perf_counter() - t0, 1)})
+    result = evaluate_checkpoint(args.checkpoint, n=args.n, sampler=args.sampler,
+                                 steps=args.steps, threshold=args.threshold, seed=args.seed,
+                                 batch=args.batch, classifier=args.classifier,
+                                 metrics=args.metric, data_dir=args.data_dir,
+                                 progress=not args.json)
     if out:
         save_result(result, out)
     if args.json:
@@ -246,9 +220,9 @@ def _run_eval(args) -> None:
     parts = [f"classifier-FID {result['fid']:.3f}" if "fid" in result else "",
              f"classifier-KID {result['kid_mean']:.5f} +- {result['kid_std']:.5f}"
              if "kid_mean" in result else ""]
-    print(f"{payload['arch']} {config.name}, {args.n} images ({result['sampler']}-"
+    print(f"{result['arch']} {result['preset']}, {args.n} images ({result['sampler']}-"
           f"{result['sampler_steps']}): {', '.join(p for p in parts if p)} "
-          f"(feature extractor: {args.classifier}, test accuracy "
+          f"(feature extractor: {result['feature_extractor']}, test accuracy "
           f"{result['classifier_test_accuracy']:.4f}; not comparable to Inception FIDs)")
 
 

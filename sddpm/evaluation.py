@@ -20,6 +20,7 @@ from sddpm.data import load_dataset
 from sddpm.errors import SddpmError
 
 METRICS = ("fid", "kid")
+DEFAULT_CLASSIFIER = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist-classifier.pt"
 
 
 @torch.no_grad()
@@ -89,3 +90,42 @@ def save_result(result: dict, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int = 50,
+                        threshold: float | None = None, seed: int = 0, batch: int = 250,
+                        classifier=None, metrics=METRICS, data_dir=None,
+                        progress: bool = True) -> dict:
+    """Generate ``n`` images from a checkpoint and measure them (see :func:`fid_kid`)."""
+    import time
+
+    from sddpm.diffusion import SAMPLERS, GaussianDiffusion
+    from sddpm.presets import ModelConfig
+    from sddpm.sampling import model_from_checkpoint, sample_images
+
+    classifier = Path(classifier or DEFAULT_CLASSIFIER)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise SddpmError(f"unknown metric {unknown[0]!r}; expected fid and/or kid")
+    if sampler not in SAMPLERS:
+        raise SddpmError(f"unknown sampler {sampler!r}; choose 'ddpm' or 'ddim'")
+    if not classifier.is_file():
+        raise SddpmError(f"no classifier at {classifier}; train one with "
+                         "'python scripts/train_classifier.py' or pass --classifier")
+    model, payload = model_from_checkpoint(checkpoint, threshold=threshold)
+    config = ModelConfig.from_dict(payload["model_config"])
+    if config.dataset != "fmnist":
+        raise SddpmError(f"the offline metrics use a Fashion-MNIST classifier; "
+                         f"{checkpoint} was trained on {config.dataset}")
+    t0 = time.perf_counter()
+    images = sample_images(model, GaussianDiffusion(config.diffusion_steps), config, n=n,
+                           sampler=sampler, steps=steps, seed=seed, batch=batch,
+                           progress=progress)
+    result = evaluate_images(images, classifier, metrics, data_dir)
+    result.update({"checkpoint": str(checkpoint), "arch": payload["arch"],
+                   "preset": config.name, "trained_steps": payload["step"],
+                   "sampler": sampler,
+                   "sampler_steps": steps if sampler == "ddim" else config.diffusion_steps,
+                   "threshold": threshold, "seed": seed,
+                   "seconds": round(time.perf_counter() - t0, 1)})
+    return result

@@ -77,3 +77,18 @@ def test_eval_refuses_bad_input_in_one_line(tiny_checkpoint, tmp_path):
                           ((tiny_checkpoint, "--metric", "is"), "unknown metric 'is'")]:
         result = run_cli("sddpm", "eval", *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(not (HAVE_FMNIST and CLASSIFIER.is_file()), reason="needs the data")
+def test_threshold_sweep_writes_its_table_and_plot(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "sweep"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep_threshold.py"),
+                    "--thresholds", "0.99", "1.0", "--n", "12", "--steps", "2",
+                    "--out", str(out)], check=True, cwd=ROOT, capture_output=True)
+    rows = json.loads((out / "threshold_sweep.json").read_text())
+    assert [r["threshold"] for r in rows] == [0.99, 1.0]
+    assert (out / "threshold_sweep.png").stat().st_size > 0
+    assert len((out / "threshold_sweep.csv").read_text().splitlines()) == 3
