@@ -87,7 +87,9 @@ class LavaSession:
     def _forward(self, feeds: list[dict]) -> np.ndarray:
         net, T = self.net, self.net.T
         K = len(feeds)
-        assert self.steps_done % T == 0  # every batch starts where the resets line up
+        if self.steps_done % T:  # every batch must start where the resets line up
+            raise SddpmError(f"internal: the session is at step {self.steps_done}, not a "
+                             f"multiple of T = {T}")
         total = math.ceil(net.steps_for(K) / T) * T  # keep batches aligned to T
         arrival = net.schedule.input_steps
         out_arrival = net.schedule.output_arrival
