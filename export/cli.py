@@ -90,9 +90,11 @@ def lava_process_counts(graph, schedule) -> dict:
 
     from export.nir_file import Upsample2d
 
-    convs = {(conv, wait) for (conv, _), wait in schedule.waits.items()}
-    sources = {conv: [a for a, b in graph.edges if b == conv][0] for conv, _ in convs}
-    lines = {(sources[conv], wait) for conv, wait in convs if wait > 0}
+    from export.nir_file import neighbours
+
+    convs = schedule.conv_instances()
+    preds, _ = neighbours(graph)
+    lines = {(preds[conv][0], wait) for conv, wait in convs if wait > 0}
     counts = {
         "lif": sum(isinstance(n, nir.IF) for n in graph.nodes.values()),
         "conv": len(convs), "delay_lines": len(lines),

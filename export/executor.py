@@ -18,17 +18,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from export.nir_file import Upsample2d, graph_info
+from export.nir_file import Upsample2d, graph_info, neighbours
 from sddpm.errors import SddpmError
 from sddpm.presets import ModelConfig
 
 
 def topological_order(graph: nir.NIRGraph) -> list[str]:
-    preds = defaultdict(list)
-    succs = defaultdict(list)
-    for a, b in graph.edges:
-        preds[b].append(a)
-        succs[a].append(b)
+    preds, succs = neighbours(graph)
     waiting = {n: len(preds[n]) for n in graph.nodes}
     ready = deque(n for n, k in waiting.items() if k == 0)
     order = []
@@ -55,9 +51,7 @@ class NirExecutor:
     def __init__(self, graph: nir.NIRGraph, dtype=torch.float64):
         self.graph, self.dtype = graph, dtype
         self.order = topological_order(graph)
-        self.preds = defaultdict(list)
-        for a, b in graph.edges:
-            self.preds[b].append(a)
+        self.preds, _ = neighbours(graph)
         self.params = {}
         as_t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
         for name, node in graph.nodes.items():
@@ -174,17 +168,31 @@ class HostSide(torch.nn.Module):
         return self.net.decoder(stream.reshape(T * B, *stream.shape[2:]))
 
 
+class ExportedNoisePredictor:
+    """Host side and chip graph together: ``(x, t) -> (eps, {IF node: [T, B, ...]})``.
+
+    Built once (the host modules, the executor's tensors), called every denoising step.
+    """
+
+    def __init__(self, graph: nir.NIRGraph, dtype=torch.float64):
+        self.graph = graph
+        self.host = HostSide(graph, dtype)
+        self.executor = NirExecutor(graph, dtype)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        step = self.host.info["diffusion_step"]
+        if step is not None and bool((t != step).any()):
+            raise SddpmError(f"this graph was exported for diffusion step {step} only")
+        feeds = self.host.inputs(x, t)
+        outputs, spikes = self.executor.run({k: feeds[k] for k in self.graph.inputs},
+                                            self.host.config.timesteps)
+        return self.host.decode(outputs["stream"]), spikes
+
+
 def predict_noise(graph: nir.NIRGraph, x: torch.Tensor, t: torch.Tensor,
                   dtype=torch.float64) -> tuple[torch.Tensor, dict]:
     """The noise the exported network predicts for ``x`` at ``t``, and every spike train."""
-    host = HostSide(graph, dtype)
-    executor = NirExecutor(graph, dtype)
-    step = host.info["diffusion_step"]
-    if step is not None and bool((t != step).any()):
-        raise SddpmError(f"this graph was exported for diffusion step {step} only")
-    feeds = host.inputs(x, t)
-    outputs, spikes = executor.run({k: feeds[k] for k in graph.inputs}, host.config.timesteps)
-    return host.decode(outputs["stream"]), spikes
+    return ExportedNoisePredictor(graph, dtype)(x, t)
 
 
 class IFStep(torch.nn.Module):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import nir
 
 from export.executor import topological_order
-from export.nir_file import Upsample2d
+from export.nir_file import Upsample2d, neighbours
 
 
 @dataclass
@@ -56,18 +56,14 @@ class Schedule:
     def steps_per_forward(self, timesteps: int) -> int:
         return self.output_arrival + timesteps - 1
 
-
-def _sources(graph: nir.NIRGraph) -> tuple[dict, dict]:
-    preds, succs = {}, {}
-    for a, b in graph.edges:
-        preds.setdefault(b, []).append(a)
-        succs.setdefault(a, []).append(b)
-    return preds, succs
+    def conv_instances(self) -> list[tuple[str, int]]:
+        """``(conv node, wait)`` pairs: each is one Lava ``Conv`` (shared by its targets)."""
+        return sorted({(conv, wait) for (conv, _), wait in self.waits.items()})
 
 
 def balance(graph: nir.NIRGraph) -> Schedule:
     """The arrival step of every node and the delay of every early edge."""
-    preds, succs = _sources(graph)
+    preds, _ = neighbours(graph)
     schedule = Schedule(outputs=tuple(graph.outputs))
     for name in topological_order(graph):
         node = graph.nodes[name]
@@ -78,7 +74,7 @@ def balance(graph: nir.NIRGraph) -> Schedule:
             schedule.arrival[name] = schedule.arrival[source] + 1
             continue
         conv_sources = {}
-        for p in preds.get(name, []):
+        for p in preds[name]:
             if isinstance(graph.nodes[p], nir.Conv2d):
                 (source,) = preds[p]
                 conv_sources[p] = schedule.arrival[source] + 1
@@ -86,7 +82,7 @@ def balance(graph: nir.NIRGraph) -> Schedule:
         schedule.arrival[name] = arrival
         for conv, ready in conv_sources.items():
             schedule.waits[(conv, name)] = arrival - ready
-        for p in preds.get(name, []):
+        for p in preds[name]:
             if isinstance(graph.nodes[p], nir.Input):
                 schedule.input_steps[p] = arrival
     return schedule

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import defaultdict
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,15 @@ def write_nir(graph: nir.NIRGraph, path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def neighbours(graph: nir.NIRGraph) -> tuple[dict, dict]:
+    """``(preds, succs)``: node -> the nodes with an edge into it / out of it (lists)."""
+    preds, succs = defaultdict(list), defaultdict(list)
+    for a, b in graph.edges:
+        preds[b].append(a)
+        succs[a].append(b)
+    return preds, succs
 
 
 def default_file_mode() -> int:

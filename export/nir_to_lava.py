@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sparse
 
 from export.latency import Schedule, balance
-from export.nir_file import Upsample2d
+from export.nir_file import Upsample2d, neighbours
 from sddpm.errors import SddpmError
 
 
@@ -88,9 +88,8 @@ class _Shapes:
 
 def _check_supported(graph: nir.NIRGraph) -> None:
     """What the mapping handles; anything else is refused, never dropped."""
-    consumers: dict = {}
+    _, consumers = neighbours(graph)
     for a, b in graph.edges:
-        consumers.setdefault(a, []).append(b)
         kinds = (type(graph.nodes[a]), type(graph.nodes[b]))
         allowed = {(nir.Input, nir.IF), (nir.IF, nir.Conv2d), (nir.IF, Upsample2d),
                    (Upsample2d, nir.Conv2d), (nir.Conv2d, nir.IF), (nir.Conv2d, nir.Output)}
@@ -98,8 +97,8 @@ def _check_supported(graph: nir.NIRGraph) -> None:
             raise SddpmError(f"edge {a} -> {b} ({kinds[0].__name__} -> {kinds[1].__name__}) "
                              "has no Lava mapping here")
     for name, node in graph.nodes.items():
-        if isinstance(node, nir.Input) and len(consumers.get(name, [])) != 1:
-            raise SddpmError(f"Input {name} feeds {len(consumers.get(name, []))} nodes; the "
+        if isinstance(node, nir.Input) and len(consumers[name]) != 1:
+            raise SddpmError(f"Input {name} feeds {len(consumers[name])} nodes; the "
                              "host injects each input into exactly one population")
         if isinstance(node, nir.Conv2d) and (int(node.groups) != 1
                                              or np.any(np.asarray(node.dilation) != 1)):
@@ -136,9 +135,9 @@ class LavaNetwork:
                  tap_spikes: bool = False):
         from export.nir_file import graph_info
 
-        if graph_info(graph)["timesteps"] != timesteps:
-            raise SddpmError(f"the graph was exported for T = {graph_info(graph)['timesteps']}"
-                             f", not {timesteps}")
+        exported_T = graph_info(graph)["timesteps"]
+        if exported_T != timesteps:
+            raise SddpmError(f"the graph was exported for T = {exported_T}, not {timesteps}")
         _check_supported(graph)
         prepare_lava_import()
         from lava.proc.io.extractor import Extractor
@@ -147,9 +146,7 @@ class LavaNetwork:
         self.graph, self.T, self.buffer_steps = graph, timesteps, buffer_steps
         self.schedule: Schedule = balance(graph)
         self.shapes = _Shapes.from_graph(graph).of
-        self.preds: dict = {}
-        for a, b in graph.edges:
-            self.preds.setdefault(b, []).append(a)
+        self.preds, self.succs = neighbours(graph)
         self.bias = {name: np.zeros(self.shapes[name]) for name, n in graph.nodes.items()
                      if isinstance(n, (nir.IF, nir.Output))}
         self._collect_biases()
@@ -245,7 +242,7 @@ class LavaNetwork:
                     else self.populations[target].a_in)
             self._conv(conv, wait).a_out.connect(port)
         for name, injector in self.injectors.items():
-            (target,) = [b for a, b in self.graph.edges if a == name]
+            (target,) = self.succs[name]
             injector.out_port.connect(self.populations[target].a_in)
 
     # -- running -----------------------------------------------------------------

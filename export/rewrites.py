@@ -31,6 +31,12 @@ class ConvMap:
         return self.weight.shape[0]
 
 
+def conv_output_hw(input_hw, kernel_hw, stride, padding) -> tuple[int, int]:
+    """Output height and width of a convolution (dilation 1)."""
+    return tuple((int(n) + 2 * int(p) - int(k)) // int(s) + 1
+                 for n, k, s, p in zip(input_hw, kernel_hw, stride, padding))
+
+
 def conv_map(conv) -> ConvMap:
     """A ``torch.nn.Conv2d`` as a :class:`ConvMap` in float64 (no torch in the result)."""
     w = conv.weight.detach().double().cpu().numpy()

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from export.nir_file import Upsample2d
+from export.rewrites import conv_output_hw
 
 
 def graph_summary(graph: nir.NIRGraph) -> dict:
@@ -17,10 +18,9 @@ def graph_summary(graph: nir.NIRGraph) -> dict:
     shapes = {}
     for name, node in graph.nodes.items():
         if isinstance(node, nir.Conv2d):
-            h, w = (int(s) for s in node.input_shape)
-            kh, kw = node.weight.shape[2:]
-            shapes[name] = ((h + 2 * int(node.padding[0]) - kh) // int(node.stride[0]) + 1) * (
-                (w + 2 * int(node.padding[1]) - kw) // int(node.stride[1]) + 1)
+            h, w = conv_output_hw(node.input_shape, node.weight.shape[2:], node.stride,
+                                  node.padding)
+            shapes[name] = h * w
     return {
         "nodes": len(graph.nodes),
         "edges": len(graph.edges),

@@ -35,6 +35,7 @@ from export.rewrites import (
     ConvMap,
     compose_pointwise,
     conv_map,
+    conv_output_hw,
     fold_batchnorm_module,
     split_input_channels,
 )
@@ -121,11 +122,7 @@ class _Builder:
 
 
 def _conv_out(shape: tuple, m: ConvMap) -> tuple:
-    _, h, w = shape
-    kh, kw = m.weight.shape[2:]
-    return (m.out_channels,
-            (h + 2 * m.padding[0] - kh) // m.stride[0] + 1,
-            (w + 2 * m.padding[1] - kw) // m.stride[1] + 1)
+    return (m.out_channels, *conv_output_hw(shape[1:], m.weight.shape[2:], m.stride, m.padding))
 
 
 def _pointwise(stream: _Stream, outer: ConvMap, origin: str) -> list[_Term]:

@@ -17,7 +17,8 @@ import nir
 import numpy as np
 
 from export.latency import balance
-from export.nir_file import Upsample2d
+from export.nir_file import Upsample2d, neighbours
+from export.rewrites import conv_output_hw
 from hardware.profiler import real_fanout
 from hardware.spike_profile import Population, SpikeProfile, SynapticLayer
 
@@ -46,10 +47,8 @@ def deployed_profile(graph: nir.NIRGraph, spikes: dict, diffusion_t: int,
         The step's diffusion t.
     """
     spikes = {k: np.asarray(v, dtype=np.float64) for k, v in spikes.items()}
-    preds: dict = {}
-    for a, b in graph.edges:
-        preds.setdefault(b, []).append(a)
-    instances = sorted({(conv, wait) for (conv, _), wait in balance(graph).waits.items()})
+    preds, _ = neighbours(graph)
+    instances = balance(graph).conv_instances()
     T = next(iter(spikes.values())).shape[1]
     layers, rates, events = [], [], []
     for conv, wait in instances:
@@ -59,8 +58,7 @@ def deployed_profile(graph: nir.NIRGraph, spikes: dict, diffusion_t: int,
         c_out, c_in, kh, kw = node.weight.shape
         h, w = x.shape[-2:]
         stride, padding = [int(s) for s in node.stride], [int(p) for p in node.padding]
-        out_h = (h + 2 * padding[0] - kh) // stride[0] + 1
-        out_w = (w + 2 * padding[1] - kw) // stride[1] + 1
+        out_h, out_w = conv_output_hw((h, w), (kh, kw), stride, padding)
         layers.append(SynapticLayer(
             name=f"{conv}+{wait}", kind="conv2d", weight_shape=tuple(node.weight.shape),
             input_shape=tuple(x.shape[2:]), output_shape=(c_out, out_h, out_w),

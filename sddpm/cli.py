@@ -102,9 +102,8 @@ def _add_sample(sub) -> None:
 def _run_sample(args) -> None:
     import numpy as np
 
-    from sddpm.diffusion import SAMPLERS, GaussianDiffusion
-    from sddpm.presets import ModelConfig
-    from sddpm.sampling import model_from_checkpoint, sample_images, save_grid, to_uint8
+    from sddpm.diffusion import SAMPLERS
+    from sddpm.sampling import sample_checkpoint, save_grid, to_uint8
     from sddpm.train import resolve_device
 
     if args.sampler not in SAMPLERS:
@@ -113,15 +112,10 @@ def _run_sample(args) -> None:
         raise SddpmError(f"--eta must lie in [0, 1] (0: deterministic DDIM), got {args.eta}")
     grid_path = _writable_output(args.out, (".png", ".jpg", ".jpeg"))
     npz_path = _writable_output(args.npz, (".npz",)) if args.npz else None
-    device = resolve_device(args.device, 0)
-    model, payload = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema,
-                                           neuron=args.neuron, threshold=args.threshold)
-    config = ModelConfig.from_dict(payload["model_config"])
-    model.to(device)
-    diffusion = GaussianDiffusion(config.diffusion_steps).to(device)
-    images = sample_images(model, diffusion, config, n=args.n, sampler=args.sampler,
-                           steps=args.steps, eta=args.eta, seed=args.seed,
-                           device=device, batch=args.batch)
+    images, _, _ = sample_checkpoint(
+        args.checkpoint, n=args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
+        seed=args.seed, batch=args.batch, device=resolve_device(args.device, 0),
+        use_ema=not args.no_ema, neuron=args.neuron, threshold=args.threshold)
     print(f"wrote {save_grid(images, grid_path)}")
     if npz_path:
         np.savez_compressed(npz_path, images=to_uint8(images))

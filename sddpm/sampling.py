@@ -63,6 +63,22 @@ def sample_images(model: nn.Module, diffusion: GaussianDiffusion, config: ModelC
     return torch.cat(chunks)
 
 
+def sample_checkpoint(path, *, n: int, sampler: str = "ddim", steps: int | None = 50,
+                      eta: float = 0.0, seed: int = 0, batch: int = 64, device="cpu",
+                      use_ema: bool = True, neuron: str | None = None,
+                      threshold: float | None = None,
+                      progress: bool = True) -> tuple[torch.Tensor, nn.Module, dict]:
+    """``n`` images from a checkpoint's model; returns them with the model and payload."""
+    model, payload = model_from_checkpoint(path, use_ema=use_ema, neuron=neuron,
+                                           threshold=threshold)
+    config = ModelConfig.from_dict(payload["model_config"])
+    model.to(device)
+    diffusion = GaussianDiffusion(config.diffusion_steps).to(device)
+    images = sample_images(model, diffusion, config, n=n, sampler=sampler, steps=steps,
+                           eta=eta, seed=seed, device=device, batch=batch, progress=progress)
+    return images, model, payload
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """``[-1, 1]`` float ``[n, C, H, W]`` -> uint8 ``[n, H, W, C]``."""
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

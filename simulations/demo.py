@@ -16,21 +16,18 @@ from pathlib import Path
 
 from sddpm.checkpoint import SHIPPED_CHECKPOINT as SHIPPED
 from sddpm.data import DEBIAN_FASHION_MNIST
-from sddpm.diffusion import GaussianDiffusion
 from sddpm.models import count_params
-from sddpm.presets import ModelConfig
-from sddpm.sampling import model_from_checkpoint, sample_images, save_grid
+from sddpm.sampling import sample_checkpoint, save_grid
 from sddpm.train import TrainConfig, Trainer
 
 
 def _grid_from(checkpoint: Path, out: Path, n: int, steps: int) -> dict:
-    model, payload = model_from_checkpoint(checkpoint)
-    config = ModelConfig.from_dict(payload["model_config"])
     t0 = time.perf_counter()
-    images = sample_images(model, GaussianDiffusion(config.diffusion_steps), config, n=n,
-                           sampler="ddim", steps=steps, seed=0)
+    images, model, payload = sample_checkpoint(checkpoint, n=n, sampler="ddim", steps=steps,
+                                               seed=0)
     return {"checkpoint": str(checkpoint), "grid": str(save_grid(images, out)),
-            "preset": config.name, "arch": payload["arch"], "trained_steps": payload["step"],
+            "preset": model.config.name, "arch": payload["arch"],
+            "trained_steps": payload["step"],
             "params": count_params(model), "sampler": f"ddim-{steps}",
             "sample_seconds": round(time.perf_counter() - t0, 1)}
 

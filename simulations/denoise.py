@@ -9,12 +9,12 @@ spike agreement and the relative error of epsilon on the same x_t.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import torch
 
-from export.executor import HostSide, predict_noise
+from export.executor import ExportedNoisePredictor, HostSide
+from export.nir_file import graph_info
 from simulations.lava_runner import LavaSession
 from sddpm.neurons import MultiStepIF
 
@@ -76,10 +76,10 @@ class GraphReference:
     """The exported graph run by the PyTorch reference executor (needs no checkpoint)."""
 
     def __init__(self, graph):
-        self.graph = graph
+        self.network = ExportedNoisePredictor(graph)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor):
-        eps, spikes = predict_noise(self.graph, x.double(), t)
+        eps, spikes = self.network(x.double(), t)
         return eps, {k: v.transpose(0, 1) for k, v in spikes.items()}
 
 
@@ -102,7 +102,7 @@ class LavaNoisePredictor:
         self.graph = graph
         self.session = session
         self.reference = reference
-        self.populations = json.loads(graph.metadata["sddpm"])["populations"]
+        self.populations = graph_info(graph)["populations"]
         self.comparisons: list[StepComparison] = []
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,9 @@ def _reference(args, graph, manifest):
     if model.config.to_dict() != manifest["model_config"]:
         raise SddpmError(f"{args.checkpoint} has another model config than the bundle; "
                          "compare with the checkpoint the bundle was exported from")
-    populations = json.loads(graph.metadata["sddpm"])["populations"]
+    from export.nir_file import graph_info
+
+    populations = graph_info(graph)["populations"]
     return ModelReference(model, populations), f"torch model {args.checkpoint}"
 
 
