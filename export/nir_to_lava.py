@@ -14,6 +14,11 @@ Mapping (Lava 0.10, data in Lava's ``(W, H, C)`` layout):
 - ``Input`` -> ``Injector`` into the population's ``a_in``, sent by the host at the
   population's arrival step; ``Output`` -> ``Extractor`` (its conv biases are added by
   the host).
+
+With a :class:`~export.quantize.FixedPointNetwork` the same processes carry its
+integers for Lava's ``fixed_pt`` models: ``LIFReset(du=4095, dv=0)`` (Loihi adds one to
+``du``: the current keeps none of its past), integer ``vth``, ``bias_mant``/``bias_exp``
+and conv weights; the host sends integer currents and scales the output stream back.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import scipy.sparse as sparse
 
 from export.latency import Schedule, balance
 from export.nir_file import Upsample2d, neighbours
+from export.quantize import FixedPointNetwork
 from sddpm.errors import SddpmError
 
 
@@ -55,13 +61,13 @@ def lava_conv_weight(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
 
 
-def upsample_matrix(shape_whc: tuple, factor: int) -> sparse.csr_matrix:
+def upsample_matrix(shape_whc: tuple, factor: int, dtype=np.float64) -> sparse.csr_matrix:
     """Nearest upsampling of a flattened ``(W, H, C)`` array as a ``(4N, N)`` matrix."""
     w, h, c = shape_whc
     out = np.arange(w * factor * h * factor * c).reshape(w * factor, h * factor, c)
     src = np.arange(w * h * c).reshape(w, h, c)
     src = src.repeat(factor, axis=0).repeat(factor, axis=1)
-    return sparse.csr_matrix((np.ones(out.size), (out.ravel(), src.ravel())),
+    return sparse.csr_matrix((np.ones(out.size, dtype=dtype), (out.ravel(), src.ravel())),
                              shape=(out.size, w * h * c))
 
 
@@ -129,10 +135,13 @@ class LavaNetwork:
     tap_spikes : bool
         Also read every population's spikes out (one ``Extractor`` each), to compare
         them with the reference or count them; costs one process per population.
+    fixed : FixedPointNetwork, optional
+        Integer parameters (:func:`export.quantize.quantize_graph`): build for Lava's
+        ``fixed_pt`` models. Without, the float graph for ``floating_pt``.
     """
 
     def __init__(self, graph: nir.NIRGraph, timesteps: int, buffer_steps: int = 16,
-                 tap_spikes: bool = False):
+                 tap_spikes: bool = False, fixed: FixedPointNetwork | None = None):
         from export.nir_file import graph_info
 
         exported_T = graph_info(graph)["timesteps"]
@@ -144,6 +153,7 @@ class LavaNetwork:
         from lava.proc.io.injector import Injector
 
         self.graph, self.T, self.buffer_steps = graph, timesteps, buffer_steps
+        self.fixed = fixed
         self.schedule: Schedule = balance(graph)
         self.shapes = _Shapes.from_graph(graph).of
         self.preds, self.succs = neighbours(graph)
@@ -184,9 +194,14 @@ class LavaNetwork:
             raise SddpmError(f"IF node {name}: Lava's LIF has one threshold per process and "
                              "no input resistance; the export must have one v_threshold and r = 1")
         arrival = self.schedule.arrival[name]
-        return LIFReset(shape=self.shapes[name], du=1.0, dv=0.0, vth=float(threshold[0]),
-                        bias_mant=self.bias[name], reset_interval=self.T,
-                        reset_offset=arrival % self.T, name=name)
+        timing = dict(reset_interval=self.T, reset_offset=arrival % self.T, name=name)
+        if self.fixed is None:
+            return LIFReset(shape=self.shapes[name], du=1.0, dv=0.0, vth=float(threshold[0]),
+                            bias_mant=self.bias[name], **timing)
+        per_neuron = lambda v: np.broadcast_to(v, self.shapes[name]).astype(np.int32)  # noqa: E731
+        return LIFReset(shape=self.shapes[name], du=4095, dv=0, vth=self.fixed.vth[name],
+                        bias_mant=per_neuron(self.fixed.bias_mant[name]),
+                        bias_exp=per_neuron(self.fixed.bias_exp[name]), **timing)
 
     def _source_port(self, source: str):
         """The OutPort carrying ``source``'s spikes (an upsampling Sparse is built once)."""
@@ -199,7 +214,8 @@ class LavaNetwork:
 
                 (pop,) = self.preds[source]
                 factor = int(node.scale_factor[0])
-                proc = Sparse(weights=upsample_matrix(self.shapes[pop], factor),
+                dtype = np.float64 if self.fixed is None else np.int32
+                proc = Sparse(weights=upsample_matrix(self.shapes[pop], factor, dtype),
                               name=source)
                 self.populations[pop].s_out.flatten().connect(proc.s_in)
                 self._upsamplers[source] = proc
@@ -226,7 +242,9 @@ class LavaNetwork:
 
             node = self.graph.nodes[conv]
             (source,) = self.preds[conv]
-            proc = Conv(weight=lava_conv_weight(np.asarray(node.weight, dtype=np.float64)),
+            weight = (np.asarray(node.weight, dtype=np.float64) if self.fixed is None
+                      else self.fixed.weights[conv])
+            proc = Conv(weight=lava_conv_weight(weight),
                         input_shape=self.shapes[source],
                         padding=tuple(int(p) for p in node.padding)[::-1],
                         stride=tuple(int(s) for s in node.stride)[::-1],
@@ -246,6 +264,19 @@ class LavaNetwork:
             injector.out_port.connect(self.populations[target].a_in)
 
     # -- running -----------------------------------------------------------------
+
+    def encode(self, name: str, current_chw: np.ndarray) -> np.ndarray:
+        """What the host sends ``Input`` ``name`` each step, in Lava's layout."""
+        if self.fixed is None:
+            return to_whc(np.asarray(current_chw, dtype=np.float64))
+        (target,) = self.succs[name]
+        return to_whc(self.fixed.host_current(target, current_chw))
+
+    def decode(self, stream_whc: np.ndarray) -> np.ndarray:
+        """The ``Output`` as read from the ``Extractor`` -> float values, biases added."""
+        if self.fixed is not None:
+            stream_whc = self.fixed.output_value(self.output, stream_whc)
+        return stream_whc + self.bias[self.output]
 
     def steps_for(self, images: int) -> int:
         """Lava steps to push ``images`` forward passes through, one after another."""

@@ -15,25 +15,46 @@ import warnings
 
 import numpy as np
 
-from export.nir_to_lava import LavaNetwork, to_whc
+from export.nir_to_lava import LavaNetwork
 from sddpm.errors import SddpmError
 
 
-class LavaSession:
-    """A compiled, running Lava network; call :meth:`forward`, then :meth:`stop`."""
+def _integer_injector_model():
+    """Lava's Injector model on int32 (its own sends floats, which the fixed-point LIF
+    cannot shift); defined on first use, when Lava is importable."""
+    from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+    from lava.magma.core.model.py.type import LavaPyType
+    from lava.proc.io.injector import PyLoihiInjectorModel
 
-    def __init__(self, network: LavaNetwork, tag: str = "floating_pt"):
-        if tag != "floating_pt":
-            raise SddpmError(f"precision {tag!r} is not built yet; the deployment runs "
-                             "floating_pt")
+    class PyIntInjectorModel(PyLoihiInjectorModel):
+        in_port: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+        out_port: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+        def __init__(self, proc_params: dict) -> None:
+            super().__init__(proc_params)
+            self._zeros = np.zeros(self.proc_params["shape"], dtype=np.int32)
+
+    return PyIntInjectorModel
+
+
+class LavaSession:
+    """A compiled, running Lava network; call :meth:`forward`, then :meth:`stop`.
+
+    A network built with fixed-point parameters runs Lava's ``fixed_pt`` models, any
+    other ``floating_pt``.
+    """
+
+    def __init__(self, network: LavaNetwork):
         from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
         from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 
         self.net = network
+        self.tag = "floating_pt" if network.fixed is None else "fixed_pt"
+        injector = PyLoihiInjectorModel if network.fixed is None else _integer_injector_model()
         # the host I/O models carry no precision tag: map them for either tag
-        self.run_cfg = Loihi2SimCfg(select_tag=tag, exception_proc_model_map={
-            Injector: PyLoihiInjectorModel, Extractor: PyLoihiExtractorModel})
+        self.run_cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map={
+            Injector: injector, Extractor: PyLoihiExtractorModel})
         self.root = network.extractor
         # Lava's Sparse models rebuild csr matrices element by element; scipy warns in
         # every forked process. Forked children inherit this filter.
@@ -96,9 +117,8 @@ class LavaSession:
         shape_out = net.shapes[net.output]
         stream = np.zeros((K, T, *shape_out))
         spikes = {name: np.zeros((K, T, *net.shapes[name])) for name in net.taps}
-        zeros = {name: np.zeros(net.shapes[name]) for name in net.injectors}
-        whc = [{name: to_whc(np.asarray(f[name], dtype=np.float64)) for name in net.injectors}
-               for f in feeds]
+        whc = [{name: net.encode(name, f[name]) for name in net.injectors} for f in feeds]
+        zeros = {name: np.zeros_like(whc[0][name]) for name in net.injectors}
         chunk = net.buffer_steps
         for start in range(1, total + 1, chunk):
             steps = range(start, min(start + chunk, total + 1))
@@ -119,9 +139,8 @@ class LavaSession:
                     if 0 <= k < K and s >= net.schedule.arrival[name]:
                         spikes[name][k, j] = got
         self.steps_done += total
-        stream += net.bias[net.output]
         self.spikes = {name: np.swapaxes(v, -1, -3) for name, v in spikes.items()}
-        return np.swapaxes(stream, -1, -3)  # (W, H, C) -> (C, H, W)
+        return np.swapaxes(net.decode(stream), -1, -3)  # (W, H, C) -> (C, H, W)
 
     def stop(self) -> None:
         self.root.stop()

@@ -1,5 +1,4 @@
-"""Process model of :class:`DelayLine` (floating point; fixed point comes with the
-fixed-point deployment, the same ring buffer on integers)."""
+"""Process models of :class:`DelayLine`: one ring buffer, on floats or on integers."""
 
 from __future__ import annotations
 
@@ -31,3 +30,12 @@ class PyDelayLineFloat(_RingBuffer):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     buffer: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+@implements(proc=DelayLine, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDelayLineFixed(_RingBuffer):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    buffer: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
