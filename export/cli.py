@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true", help="export the raw, not the EMA, weights")
     p.add_argument("--threshold", type=float, default=None,
                    help="threshold guidance: export every IF neuron with this threshold")
+    p.add_argument("--weight-bits", type=int, default=8,
+                   help="lava: signed weight width of the bundle's fixed-point parameters "
+                        "(Loihi 2 holds 8)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
 
@@ -125,12 +128,12 @@ def export_to_lava(args) -> dict:
     # float64 in the bundle: the simulation is the check that Lava runs the trained model
     graph = export_nir(model.to(torch.float64), dtype=np.float64)
     digest = hashlib.sha256(Path(args.checkpoint).read_bytes()).hexdigest()
-    write_bundle(graph, folder, source={
+    write_bundle(graph, folder, weight_bits=args.weight_bits, source={
         "checkpoint": str(args.checkpoint), "sha256": digest, "step": payload["step"],
         "preset": model.config.name, "ema": not args.no_ema, "threshold": args.threshold})
     schedule = balance(graph)
     return {"checkpoint": str(args.checkpoint), "output": str(folder),
-            "seconds": round(time.perf_counter() - t0, 2),
+            "seconds": round(time.perf_counter() - t0, 2), "weight_bits": args.weight_bits,
             "latency_steps": schedule.latency(),
             "steps_per_forward": schedule.steps_per_forward(model.config.timesteps),
             "processes": lava_process_counts(graph, schedule)}
@@ -142,6 +145,7 @@ def _print_lava_summary(s: dict) -> None:
     print(f"  {p['total']} Lava processes: {p['lif']} LIF, {p['conv']} Conv, "
           f"{p['delay_lines']} delay lines, {p['upsample']} upsampling Sparse, "
           f"{p['injectors']} injectors, {p['extractors']} extractor")
+    print(f"  floating point and fixed point ({s['weight_bits']}-bit weights) parameters")
     print(f"  latency {s['latency_steps']} Lava steps; one forward pass takes "
           f"{s['steps_per_forward']} steps, each further pipelined image T more")
 

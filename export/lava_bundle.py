@@ -1,6 +1,7 @@
 """The Lava deployment bundle: what ``sddpm simulate`` needs, without the checkpoint.
 
-A folder holding ``model.nir`` (the float64 graph with the host side's parameters) and
+A folder holding ``model.nir`` (the float64 graph with the host side's parameters),
+``fixed_point.h5`` (its Loihi integers, see :mod:`export.quantize`) and
 ``manifest.json`` (format, versions of the stack that wrote it, the schedule, and a
 SHA-256 of every file). Loading checks all of it before anything runs; a corrupt,
 incomplete or version-mismatched bundle is one clear error.
@@ -20,11 +21,14 @@ import nir
 
 from export.latency import balance
 from export.nir_file import default_file_mode, graph_info, read_nir, write_nir
+from export.quantize import (FixedPointNetwork, quantize_graph, read_fixed_point,
+                             write_fixed_point)
 from sddpm.errors import SddpmError
 
 FORMAT = "sddpm-lava-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fixed-point parameters
 GRAPH_FILE = "model.nir"
+FIXED_POINT_FILE = "fixed_point.h5"
 MANIFEST = "manifest.json"
 # what must match between the writer and the reader for the numbers to mean the same
 PINNED = ("lava-nc", "nir", "numpy")
@@ -45,11 +49,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_bundle(graph: nir.NIRGraph, folder, *, source: dict) -> Path:
+def write_bundle(graph: nir.NIRGraph, folder, *, source: dict, weight_bits: int = 8) -> Path:
     """Write the bundle of ``graph`` into ``folder`` (created; files replaced atomically)."""
     folder = Path(folder)
+    fixed = quantize_graph(graph, weight_bits)  # refuses before anything is written
     folder.mkdir(parents=True, exist_ok=True)
     graph_path = write_nir(graph, folder / GRAPH_FILE)
+    fixed_path = write_fixed_point(fixed, folder / FIXED_POINT_FILE)
     info = graph_info(graph)
     schedule = balance(graph)
     manifest = {
@@ -60,9 +66,10 @@ def write_bundle(graph: nir.NIRGraph, folder, *, source: dict) -> Path:
         "timesteps": info["timesteps"], "model_config": info["model_config"],
         "latency_steps": schedule.latency(),
         "steps_per_forward": schedule.steps_per_forward(info["timesteps"]),
-        "fixed_point": None,  # quantised parameters: not built yet (see README)
-        "files": {GRAPH_FILE: {"sha256": _sha256(graph_path),
-                               "bytes": graph_path.stat().st_size}},
+        "fixed_point": {"file": FIXED_POINT_FILE, "weight_bits": fixed.weight_bits,
+                        "vth_range": [min(fixed.vth.values()), max(fixed.vth.values())]},
+        "files": {path.name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
+                  for path in (graph_path, fixed_path)},
     }
     fd, tmp = tempfile.mkstemp(prefix=MANIFEST + ".", dir=folder)
     try:
@@ -133,3 +140,12 @@ def load_bundle(folder) -> tuple[nir.NIRGraph, dict]:
         raise SddpmError(f"bundle {folder}: the manifest's T or model config differs from the "
                          "graph's; the bundle is damaged, write it again")
     return graph, manifest
+
+
+def load_fixed_point(folder, graph: nir.NIRGraph, manifest: dict) -> FixedPointNetwork:
+    """The bundle's fixed-point parameters (its checks passed in :func:`load_bundle`)."""
+    entry = manifest.get("fixed_point")
+    if not isinstance(entry, dict) or entry.get("file") not in manifest["files"]:
+        raise SddpmError(f"bundle {folder} lists no fixed-point parameters; the bundle is "
+                         "damaged, write it again")
+    return read_fixed_point(Path(folder) / entry["file"], graph)

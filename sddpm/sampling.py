@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ def model_from_checkpoint(path, *, use_ema: bool = True, neuron: str | None = No
     return model.eval(), payload
 
 
-def sample_images(model: nn.Module, diffusion: GaussianDiffusion, config: ModelConfig, *,
+def sample_images(model: Callable, diffusion: GaussianDiffusion, config: ModelConfig, *,
                   n: int, sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
                   seed: int = 0, device="cpu", batch: int = 64,
                   progress: bool = True) -> torch.Tensor:
@@ -48,8 +49,10 @@ def sample_images(model: nn.Module, diffusion: GaussianDiffusion, config: ModelC
     """
     if n <= 0:
         raise SddpmError(f"number of images must be positive, got {n}")
-    was_training = model.training
-    model.eval()
+    # any ``(x_t, t) -> eps`` callable samples; a module is put in eval mode meanwhile
+    was_training = getattr(model, "training", False)
+    if isinstance(model, nn.Module):
+        model.eval()
     chunks = []
     try:
         for i, start in enumerate(range(0, n, batch)):
@@ -59,7 +62,8 @@ def sample_images(model: nn.Module, diffusion: GaussianDiffusion, config: ModelC
                                  eta=eta, seed=seed + i, device=device,
                                  progress=progress).cpu())
     finally:
-        model.train(was_training)
+        if isinstance(model, nn.Module):
+            model.train(was_training)
     return torch.cat(chunks)
 
 

@@ -83,6 +83,19 @@ class GraphReference:
         return eps, {k: v.transpose(0, 1) for k, v in spikes.items()}
 
 
+class FixedPointReference:
+    """The fixed-point deployment in the PyTorch emulation (lava-dl SLAYER neurons)."""
+
+    def __init__(self, graph, fixed):
+        from simulations.fixed_emulator import FixedPointNoisePredictor
+
+        self.network = FixedPointNoisePredictor(graph, fixed)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor):
+        eps, spikes = self.network(x.double(), t)
+        return eps, {k: v.transpose(0, 1).double() for k, v in spikes.items()}
+
+
 class LavaNoisePredictor:
     """``eps(x_t, t)`` computed by the spiking network on Lava.
 
@@ -94,16 +107,22 @@ class LavaNoisePredictor:
         A running Lava network of that graph (with spike taps to compare spikes).
     reference : callable, optional
         ``(x, t) -> (eps, {node: spikes [B, T, ...]})`` to check every call against:
-        :class:`ModelReference` (the trained torch model) or :class:`GraphReference`.
+        :class:`ModelReference` (the trained torch model) or :class:`GraphReference`
+        in floating point, :class:`FixedPointReference` in fixed point.
+    float_reference : callable, optional
+        For a fixed-point session: the float model as well, in
+        :attr:`float_comparisons` (what quantisation changes).
     """
 
-    def __init__(self, graph, session: LavaSession, reference=None):
+    def __init__(self, graph, session: LavaSession, reference=None, float_reference=None):
         self.host = HostSide(graph)
         self.graph = graph
         self.session = session
         self.reference = reference
+        self.float_reference = float_reference
         self.populations = graph_info(graph)["populations"]
         self.comparisons: list[StepComparison] = []
+        self.float_comparisons: list[StepComparison] = []
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x64 = x.double()
@@ -112,11 +131,13 @@ class LavaNoisePredictor:
         stream = torch.from_numpy(self.session.forward(per_image))  # [B, T, C, H, W]
         eps = self.host.decode(stream.transpose(0, 1))
         if self.reference is not None:
-            self.comparisons.append(self._compare(x64, t, eps))
+            self.comparisons.append(self._compare(self.reference, x64, t, eps))
+        if self.float_reference is not None:
+            self.float_comparisons.append(self._compare(self.float_reference, x64, t, eps))
         return eps.to(x.dtype)
 
-    def _compare(self, x, t, eps) -> StepComparison:
-        eps_ref, spikes_ref = self.reference(x, t)
+    def _compare(self, reference, x, t, eps) -> StepComparison:
+        eps_ref, spikes_ref = reference(x, t)
         step = StepComparison(t=int(t[0]), eps_rel_error=float(
             (eps - eps_ref).norm() / eps_ref.norm()))
         for pop in self.populations:

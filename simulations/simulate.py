@@ -1,11 +1,15 @@
 """``sddpm simulate BUNDLE --backend lava``: denoising steps in Lava, compared with torch.
 
-Runs K DDIM denoising steps whose noise network runs in Lava (floating point), and at
-each step compares with the torch reference on the same x_t: spike agreement per
-population and relative error of epsilon. The reference is the trained model when
+Runs K DDIM denoising steps whose noise network runs in Lava, and at each step compares
+with the torch reference on the same x_t: spike agreement per population and relative
+error of epsilon. In floating point the reference is the trained model when
 ``--checkpoint`` is given, else the bundle's graph in the PyTorch reference executor
-(which the export tests show equal to the trained model). Outputs in OUT:
-``simulate.json``, ``images_lava.png``, ``images_torch.png``, ``comparison.png``.
+(which the export tests show equal to the trained model). With ``--fixed-point`` Lava
+runs its ``fixed_pt`` models on the bundle's integers; the reference is then the
+PyTorch fixed-point emulation (the same integers, lava-dl SLAYER neurons), and the float
+model is compared as well: what quantisation changes. Outputs in OUT:
+``simulate.json``, ``images_lava.png``, ``images_torch.png``, ``comparison.png``
+(and ``images_float.png`` in fixed point).
 """
 
 from __future__ import annotations
@@ -24,9 +28,6 @@ def _check_options(args) -> Path:
     if args.backend not in BACKENDS:
         raise SddpmError(f"unknown backend {args.backend!r}; expected one of "
                          f"{', '.join(BACKENDS)}")
-    if args.fixed_point:
-        raise SddpmError("the fixed-point deployment is not built yet (Lava-deployment "
-                         "issue, point 5); run without --fixed-point")
     if args.sampler != "ddim":
         raise SddpmError("simulate runs K DDIM steps (--sampler ddim); DDPM's 1000 steps "
                          "are out of reach of a CPU Lava simulation")
@@ -78,36 +79,48 @@ def _relative(value: float, reference: float) -> float:
 
 
 def run_simulation(args) -> dict:
-    from export.lava_bundle import load_bundle
+    from export.lava_bundle import load_bundle, load_fixed_point
     from export.nir_to_lava import LavaNetwork
     from sddpm.diffusion import GaussianDiffusion, sample
     from sddpm.sampling import save_grid
-    from simulations.denoise import LavaNoisePredictor
+    from simulations.denoise import FixedPointReference, LavaNoisePredictor
     from simulations.lava_runner import LavaSession
 
     out = _check_options(args)
     graph, manifest = load_bundle(args.bundle)
-    reference, reference_name = _reference(args, graph, manifest)
+    float_reference, float_name = _reference(args, graph, manifest)
+    fixed = load_fixed_point(args.bundle, graph, manifest) if args.fixed_point else None
+    if fixed is None:
+        reference, reference_name = float_reference, float_name
+    else:
+        reference = FixedPointReference(graph, fixed)
+        reference_name = (f"PyTorch fixed-point emulation ({fixed.weight_bits}-bit weights, "
+                          "lava-dl SLAYER CUBA neurons)")
     T = manifest["timesteps"]
     config = manifest["model_config"]
     shape = (args.n, config["image_channels"], config["image_size"], config["image_size"])
     t0 = time.perf_counter()
-    network = LavaNetwork(graph, T, tap_spikes=True)
+    network = LavaNetwork(graph, T, tap_spikes=True, fixed=fixed)
     session = LavaSession(network)
     try:
-        predictor = LavaNoisePredictor(graph, session, reference=reference)
+        predictor = LavaNoisePredictor(graph, session, reference=reference,
+                                       float_reference=float_reference if fixed else None)
         diffusion = GaussianDiffusion(config["diffusion_steps"])
         images = sample(predictor, diffusion, shape, sampler="ddim", steps=args.denoise_steps,
                         seed=args.seed, progress=not args.json)
     finally:
         session.stop()
     wall = time.perf_counter() - t0
-    torch_images = sample(lambda x, t: reference(x, t)[0].float(), diffusion, shape,
-                          sampler="ddim", steps=args.denoise_steps, seed=args.seed,
-                          progress=False)
+
+    def sample_with(ref):
+        return sample(lambda x, t: ref(x, t)[0].float(), diffusion, shape, sampler="ddim",
+                      steps=args.denoise_steps, seed=args.seed, progress=False)
+
+    torch_images = sample_with(reference)
     steps = predictor.comparisons
     report = {
-        "bundle": str(args.bundle), "backend": "lava", "precision": "floating_pt",
+        "bundle": str(args.bundle), "backend": "lava", "precision": session.tag,
+        "weight_bits": fixed.weight_bits if fixed else None,
         "reference": reference_name, "images": args.n, "seed": args.seed,
         "sampler": "ddim", "denoise_steps": len(steps), "timesteps": T,
         "latency_steps": network.schedule.latency(),
@@ -130,11 +143,29 @@ def run_simulation(args) -> dict:
                    "spike_agreement": s.spike_agreement, "firing_rate": s.firing_rate}
                   for s in steps],
     }
+    if fixed is not None:
+        float_images = sample_with(float_reference)
+        save_grid(float_images, out / "images_float.png")
+        report["against_float"] = _against_float(predictor.float_comparisons, float_name,
+                                                 images, float_images)
     (out / "simulate.json").write_text(json.dumps(report, indent=2) + "\n")
     save_grid(images, out / "images_lava.png")
     save_grid(torch_images, out / "images_torch.png")
     _plot(steps, out / "comparison.png")
     return report
+
+
+def _against_float(comparisons, name, images, float_images) -> dict:
+    """What quantisation changed: the fixed-point run against the float model."""
+    return {
+        "reference": name,
+        "eps_rel_error": [s.eps_rel_error for s in comparisons],
+        "mean_spike_agreement": [sum(s.spike_agreement.values()) / len(s.spike_agreement)
+                                 for s in comparisons],
+        "worst_spike_agreement": [s.worst_agreement for s in comparisons],
+        "image_max_abs_difference": float((images - float_images).abs().max()),
+        "image_rms_difference": float((images - float_images).pow(2).mean().sqrt()),
+    }
 
 
 def print_report(r: dict) -> None:
@@ -150,13 +181,21 @@ def print_report(r: dict) -> None:
     print(f"  {r['spike_mismatches']:,} of {r['reference_spikes']:,} reference spikes differ")
     print(f"  against the {r['reference']}; images differ by at most "
           f"{r['image_max_abs_difference']:.2e}")
+    f = r.get("against_float")
+    if f:
+        errors = ", ".join(f"{e:.3f}" for e in f["eps_rel_error"])
+        agree = ", ".join(f"{100 * a:.1f}%" for a in f["mean_spike_agreement"])
+        print(f"  fixed point against the float {f['reference']}: eps relative error "
+              f"{errors}; spikes agree {agree} (mean over populations); final images differ "
+              f"by {f['image_rms_difference']:.3f} RMS, {f['image_max_abs_difference']:.3f} max")
 
 
 def add_parser(sub, positive_int) -> None:
     p = sub.add_parser("simulate", help="denoising steps on Lava, compared with torch")
     p.add_argument("bundle", help="a folder written by 'sddpm-export --to lava'")
     p.add_argument("--backend", default="lava", help="lava (Lava's CPU backend)")
-    p.add_argument("--fixed-point", action="store_true", help="Loihi 2 fixed point (not yet)")
+    p.add_argument("--fixed-point", action="store_true",
+                   help="run Lava's fixed_pt models on the bundle's Loihi 2 integers")
     p.add_argument("--denoise-steps", type=positive_int, default=3, help="DDIM steps K")
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--n", type=positive_int, default=1, help="images, pipelined through Lava")

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from export.lava_bundle import MANIFEST, load_bundle
+from export.lava_bundle import FORMAT_VERSION, MANIFEST, _sha256, load_bundle, load_fixed_point
 from sddpm.errors import SddpmError
 from tests.conftest import run_cli
 
@@ -68,7 +68,7 @@ def test_corrupt_incomplete_or_mismatched_bundles_are_refused(bundle, tmp_path):
         load_bundle(folder)
     for field, value in (("files", []), ("versions", None), ("timesteps", "4")):
         broken = json.loads(json.dumps(manifest))
-        broken["format_version"] = 1
+        broken["format_version"] = FORMAT_VERSION
         broken[field] = value
         (folder / MANIFEST).write_text(json.dumps(broken))
         with pytest.raises(SddpmError, match=f"manifest field '{field}'"):
@@ -92,7 +92,6 @@ def test_simulate_refuses_a_damaged_bundle_in_one_line(bundle, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--fixed-point",), "fixed-point deployment is not built yet"),
     (("--sampler", "ddpm"), "K DDIM steps"),
     (("--backend", "loihi"), "unknown backend 'loihi'"),
 ])
@@ -125,3 +124,45 @@ def test_manifest_must_agree_with_the_graph_and_name_plain_files(bundle, tmp_pat
     (folder / MANIFEST).write_text(json.dumps(outside))
     with pytest.raises(SddpmError, match="only plain names"):
         load_bundle(folder)
+
+
+def test_the_bundle_carries_fixed_point_parameters_for_its_graph(bundle, tmp_path):
+    import h5py
+
+    folder, summary = bundle
+    graph, manifest = load_bundle(folder)
+    fixed = load_fixed_point(folder, graph, manifest)
+    assert manifest["fixed_point"]["weight_bits"] == fixed.weight_bits == 8
+    assert set(fixed.weights) == {n for n, node in graph.nodes.items() if hasattr(node, "weight")}
+    # damaged inside, checksum updated: the range check still refuses it
+    copy = _copy(bundle, tmp_path)
+    path = copy / "fixed_point.h5"
+    with h5py.File(path, "r+") as f:
+        name = next(iter(f["targets"]))
+        f["targets"][name].attrs["vth"] = 0
+    edited = json.loads((copy / MANIFEST).read_text())
+    edited["files"]["fixed_point.h5"]["sha256"] = _sha256(path)
+    (copy / MANIFEST).write_text(json.dumps(edited))
+    graph, manifest = load_bundle(copy)
+    with pytest.raises(SddpmError, match="does not fit the bundle's graph"):
+        load_fixed_point(copy, graph, manifest)
+    with pytest.raises(SddpmError, match="lists no fixed-point parameters"):
+        load_fixed_point(copy, graph, dict(manifest, fixed_point=None))
+
+
+def test_simulate_fixed_point_matches_the_emulation_and_reports_the_float_gap(bundle,
+                                                                               tmp_path):
+    out = tmp_path / "fixed"
+    result = run_cli("sddpm", "simulate", bundle[0], "--fixed-point", "--n", "2",
+                     "--denoise-steps", "2", "--out", out, "--json", timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["precision"] == "fixed_pt" and report["weight_bits"] == 8
+    assert "fixed-point emulation" in report["reference"]
+    # Lava fixed_pt against the PyTorch emulation: bit for bit
+    assert report["spike_mismatches"] == 0 < report["reference_spikes"]
+    assert report["max_eps_rel_error"] == 0 and report["image_max_abs_difference"] == 0
+    gap = report["against_float"]
+    assert len(gap["eps_rel_error"]) == 2 and all(0 < e < 1 for e in gap["eps_rel_error"])
+    for name in ("images_lava.png", "images_float.png", "comparison.png"):
+        assert (out / name).stat().st_size > 0

@@ -1,0 +1,171 @@
+"""Fixed point: the quantisation, its PyTorch emulation, and Lava ``fixed_pt`` bit for bit.
+
+The Lava tests compile real networks (one OS process per Lava process) on the tiny
+preset; "busy" networks have every threshold scaled down so that every population
+fires and no path goes unchecked.
+"""
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from export.executor import ExportedNoisePredictor
+from export.nir_file import neighbours
+from export.nir_to_lava import LavaNetwork
+from export.quantize import (BIAS_MANT_BITS, quantize_graph, read_fixed_point, scale_groups,
+                             summed_bias, write_fixed_point)
+from export.torch_to_nir import export_nir
+from sddpm.diffusion import GaussianDiffusion, sample
+from sddpm.errors import SddpmError
+from sddpm.models import build_model
+from sddpm.neurons import MultiStepIF
+from sddpm.presets import get_preset
+from simulations.denoise import FixedPointReference, GraphReference, LavaNoisePredictor
+from simulations.fixed_emulator import FixedPointEmulator, FixedPointNoisePredictor
+from simulations.lava_runner import LavaSession
+
+
+def _graph(threshold_scale=1.0, T=4, seed=0):
+    config = get_preset("tiny").with_timesteps(T)
+    torch.manual_seed(seed)
+    model = build_model(config, "snn").double().eval()
+    for m in model.modules():
+        if isinstance(m, MultiStepIF):
+            m.threshold *= threshold_scale
+    return config, export_nir(model)
+
+
+def _x(batch, seed=5):
+    return torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64)
+
+
+def test_quantisation_keeps_every_integer_in_loihis_ranges():
+    _, graph = _graph()
+    fixed = quantize_graph(graph, weight_bits=8)
+    preds, succs = neighbours(graph)
+    for conv, w in fixed.weights.items():
+        assert np.abs(w).max() <= 127
+        # a conv feeding several targets is one Lava Conv: its targets share one scale
+        assert len({fixed.scale[t] for t in succs[conv]}) == 1
+    for group in scale_groups(graph):
+        convs = {p for t in group for p in preds[t] if isinstance(graph.nodes[p], nir.Conv2d)}
+        if convs:  # the largest weight of a group takes the top of the range
+            assert max(np.abs(fixed.weights[c]).max() for c in convs) == 127
+    for pop, vth in fixed.vth.items():
+        theta = float(np.unique(graph.nodes[pop].v_threshold)[0])
+        assert vth == round(theta * fixed.scale[pop])
+        assert np.abs(fixed.bias_mant[pop]).max() < 2 ** (BIAS_MANT_BITS - 1)
+        exact = summed_bias(graph, pop) * fixed.scale[pop] * 64
+        step = 2.0 ** fixed.bias_exp[pop]
+        assert np.all(np.abs(fixed.effective_bias(pop) - exact) <= step / 2 + 1e-9)
+    fewer = quantize_graph(graph, weight_bits=4)
+    assert max(np.abs(w).max() for w in fewer.weights.values()) == 7
+    with pytest.raises(SddpmError, match="weight-bits must lie in"):
+        quantize_graph(graph, weight_bits=9)
+
+
+def test_fixed_point_file_round_trips_and_refuses_another_graph(tmp_path):
+    _, graph = _graph()
+    fixed = quantize_graph(graph)
+    path = write_fixed_point(fixed, tmp_path / "fixed.h5")
+    back = read_fixed_point(path, graph)
+    assert back.scale == fixed.scale and back.vth == fixed.vth
+    for name in fixed.weights:
+        assert np.array_equal(back.weights[name], fixed.weights[name])
+    for name in fixed.vth:
+        assert np.array_equal(back.effective_bias(name), fixed.effective_bias(name))
+    _, other = _graph(T=2)
+    other.nodes.pop(next(n for n in other.nodes if "conv" in n))
+    with pytest.raises(SddpmError, match="does not fit"):
+        read_fixed_point(path, other)
+    (tmp_path / "junk.h5").write_bytes(b"junk")
+    with pytest.raises(SddpmError, match="cannot be read"):
+        read_fixed_point(tmp_path / "junk.h5", graph)
+
+
+def test_emulation_is_the_same_in_float32_and_float64():
+    config, graph = _graph(threshold_scale=0.3)
+    fixed = quantize_graph(graph)
+    inputs = FixedPointNoisePredictor(graph, fixed).integer_inputs(_x(3), torch.tensor([5, 400,
+                                                                                       900]))
+    out32, spikes32 = FixedPointEmulator(graph, fixed, torch.float32).run(inputs, 4)
+    out64, spikes64 = FixedPointEmulator(graph, fixed, torch.float64).run(inputs, 4)
+    assert torch.equal(out32["stream"].double(), out64["stream"])
+    assert all(torch.equal(spikes32[k].double(), spikes64[k]) for k in spikes64)
+    assert all(s.sum() > 0 for s in spikes64.values())
+
+
+def test_the_emulation_refuses_what_loihis_24_bit_states_cannot_hold():
+    config, graph = _graph()
+    fixed = quantize_graph(graph)
+    pop = "encoder.neuron"
+    with pytest.raises(SddpmError, match="beyond the 24-bit state"):
+        fixed.host_current(pop, np.full((4, 8, 8), 1e6))
+    # a bias this large never lets v reach a threshold it cannot hold
+    fixed.vth[pop] = 2 ** 17 - 1
+    fixed.bias_mant[pop] = np.full_like(fixed.bias_mant[pop], 4095)
+    fixed.bias_exp[pop] = np.full_like(fixed.bias_exp[pop], 7)
+    inputs = FixedPointNoisePredictor(graph, fixed).integer_inputs(_x(1), torch.tensor([5]))
+    with pytest.raises(SddpmError, match="24-bit range"):
+        FixedPointEmulator(graph, fixed).run(inputs, 40)
+
+
+def test_more_weight_bits_track_the_float_network_closer():
+    config, graph = _graph(threshold_scale=0.5)
+    x, t = _x(4), torch.tensor([10, 200, 500, 900])
+    eps_float, _ = ExportedNoisePredictor(graph)(x, t)
+    errors = {}
+    for bits in (3, 5, 8):
+        eps, _ = FixedPointNoisePredictor(graph, quantize_graph(graph, bits))(x, t)
+        errors[bits] = float((eps - eps_float).norm() / eps_float.norm())
+    assert errors[8] < errors[5] < errors[3], errors
+    assert errors[8] > 0  # quantisation always moves something
+
+
+@pytest.mark.parametrize("threshold_scale, T, batches", [(1.0, 4, [2]), (0.1, 4, [1, 3]),
+                                                         (0.2, 1, [2])])
+def test_lava_fixed_pt_equals_the_emulation_spike_for_spike(threshold_scale, T, batches):
+    config, graph = _graph(threshold_scale, T)
+    fixed = quantize_graph(graph)
+    predictor = FixedPointNoisePredictor(graph, fixed)
+    session = LavaSession(LavaNetwork(graph, T, buffer_steps=5, tap_spikes=True, fixed=fixed))
+    assert session.tag == "fixed_pt"
+    try:
+        for k, K in enumerate(batches):
+            x, t = _x(K, seed=k), torch.arange(K) * 300 + 10
+            feeds = predictor.host.inputs(x, t)
+            outputs, spikes = predictor.emulator.run(predictor.integer_inputs(x, t), T)
+            stream = session.forward([{n: v[b].numpy() for n, v in feeds.items()}
+                                      for b in range(K)])
+            values = fixed.output_value("stream", outputs["stream"].double().numpy())
+            values = values + summed_bias(graph, "stream")[:, None, None]
+            assert np.array_equal(stream, values.transpose(1, 0, 2, 3, 4))
+            for name, s in session.spikes.items():
+                assert np.array_equal(s, spikes[name].transpose(0, 1).numpy()), (K, name)
+            if threshold_scale < 1:
+                assert all(s.sum() > 0 for s in session.spikes.values())
+    finally:
+        session.stop()
+
+
+def test_three_ddim_steps_in_lava_fixed_pt():
+    config, graph = _graph(threshold_scale=0.5)
+    fixed = quantize_graph(graph)
+    session = LavaSession(LavaNetwork(graph, config.timesteps, tap_spikes=True, fixed=fixed))
+    try:
+        predictor = LavaNoisePredictor(graph, session, reference=FixedPointReference(graph, fixed),
+                                       float_reference=GraphReference(graph))
+        diffusion = GaussianDiffusion(config.diffusion_steps)
+        sample(predictor, diffusion, (2, 1, 8, 8), sampler="ddim", steps=3, seed=0,
+               progress=False)
+    finally:
+        session.stop()
+    for step in predictor.comparisons:
+        assert sum(step.mismatches.values()) == 0 < sum(step.reference_spikes.values())
+        assert step.eps_rel_error == 0
+        assert step.energy_lava_mj == step.energy_reference_mj > 0
+    # what quantisation changes is recorded beside it (its size: see the README)
+    assert len(predictor.float_comparisons) == 3
+    assert all(step.eps_rel_error > 0 for step in predictor.float_comparisons)
