@@ -1,13 +1,13 @@
-"""Lava wall time per Lava step and per denoising step, single images against pipelined.
+"""Lava wall time per Lava step and per denoising step: float vs fixed point, single vs pipelined.
 
-Builds the Lava network of a checkpoint (floating point, no spike taps), then in one
-run: a forward pass of one image (T + latency steps, rounded up to a multiple of T) and
-a pipelined batch of K images ((K-1) T more steps). Prints seconds per Lava step, per
-denoising step of one image, and per image when pipelined, and the ratio.
+Builds the Lava network of a checkpoint (no spike taps) in floating point and in fixed
+point, and for each, in one run: a forward pass of one image (T + latency steps, rounded
+up to a multiple of T) and a pipelined batch of K images ((K-1) T more steps). Prints
+seconds per Lava step, per denoising step of one image, per image when pipelined, the
+ratios, and the PyTorch fixed-point emulation's time for the same K images.
 
     python benchmarks/lava_steps.py [CKPT] [--images 4] [--repeats 2] [--json]
 """
-
 from __future__ import annotations
 
 import argparse
@@ -19,10 +19,39 @@ import torch
 
 from export.executor import HostSide
 from export.nir_to_lava import LavaNetwork
+from export.quantize import quantize_graph
 from export.torch_to_nir import export_nir
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.sampling import model_from_checkpoint
+from simulations.fixed_emulator import FixedPointNoisePredictor
 from simulations.lava_runner import LavaSession
+
+
+def measure(network: LavaNetwork, per_image: list, repeats: int) -> dict:
+    session = LavaSession(network)
+    single, batch, single_steps, batch_steps = [], [], 0, 0
+    try:
+        for _ in range(repeats):
+            for images, times in ((per_image[:1], single), (per_image, batch)):
+                before, t0 = session.lava_steps, time.perf_counter()
+                session.forward(images)
+                times.append(time.perf_counter() - t0)
+                steps = session.lava_steps - before
+                single_steps, batch_steps = ((steps, batch_steps) if len(images) == 1
+                                             else (single_steps, steps))
+    finally:
+        session.stop()
+    s_single, s_batch = statistics.median(single), statistics.median(batch)
+    K = len(per_image)
+    return {
+        "lava_processes": len(network.processes), "compile_s": session.compile_seconds,
+        "steps_single": single_steps, "steps_batch": batch_steps,
+        "s_per_lava_step": s_single / single_steps,
+        "s_per_denoising_step_single": s_single,
+        "s_per_image_pipelined": s_batch / K,
+        "pipelining_speedup": s_single / (s_batch / K),
+        "steps_ratio": single_steps / (batch_steps / K),
+    }
 
 
 def main() -> None:
@@ -36,48 +65,52 @@ def main() -> None:
     model, _ = model_from_checkpoint(args.checkpoint)
     config = model.config
     graph = export_nir(model.double())
+    fixed = quantize_graph(graph)
     host = HostSide(graph)
     x = torch.randn(args.images, config.image_channels, config.image_size, config.image_size,
                     generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    feeds = host.inputs(x, torch.full((args.images,), 500))
+    t = torch.full((args.images,), 500)
+    feeds = host.inputs(x, t)
     per_image = [{k: v[b].numpy() for k, v in feeds.items()} for b in range(args.images)]
-    network = LavaNetwork(graph, config.timesteps)
-    session = LavaSession(network)
-    single, batch, single_steps, batch_steps = [], [], 0, 0
-    try:
-        for _ in range(args.repeats):
-            for images, times in ((per_image[:1], single), (per_image, batch)):
-                before, t0 = session.lava_steps, time.perf_counter()
-                session.forward(images)
-                times.append(time.perf_counter() - t0)
-                steps = session.lava_steps - before
-                single_steps, batch_steps = ((steps, batch_steps) if len(images) == 1
-                                             else (single_steps, steps))
-    finally:
-        session.stop()
-    s_single, s_batch = statistics.median(single), statistics.median(batch)
+    runs = {"floating_pt": measure(LavaNetwork(graph, config.timesteps), per_image,
+                                   args.repeats),
+            "fixed_pt": measure(LavaNetwork(graph, config.timesteps, fixed=fixed), per_image,
+                                args.repeats)}
+    emulator = FixedPointNoisePredictor(graph, fixed)
+    emulated = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        emulator(x, t)
+        emulated.append(time.perf_counter() - t0)
+    s_emulated = statistics.median(emulated) / args.images
+    fixed_run = runs["fixed_pt"]
     result = {
         "checkpoint": args.checkpoint, "preset": config.name, "timesteps": config.timesteps,
-        "lava_processes": len(network.processes), "latency_steps": network.schedule.latency(),
-        "compile_s": session.compile_seconds,
-        "steps_single": single_steps, "steps_batch": batch_steps, "images": args.images,
-        "s_per_lava_step": s_single / single_steps,
-        "s_per_denoising_step_single": s_single,
-        "s_per_image_pipelined": s_batch / args.images,
-        "pipelining_speedup": s_single / (s_batch / args.images),
-        "steps_ratio": single_steps / (batch_steps / args.images),
+        "latency_steps": LavaNetwork(graph, config.timesteps).schedule.latency(),
+        "images": args.images, **runs,
+        "fixed_over_float_per_lava_step": (fixed_run["s_per_lava_step"]
+                                           / runs["floating_pt"]["s_per_lava_step"]),
+        "emulator_s_per_image": s_emulated,
+        "emulator_speedup_over_lava_fixed_pt": fixed_run["s_per_image_pipelined"] / s_emulated,
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{config.name} T={config.timesteps}: {result['lava_processes']} Lava processes, "
-          f"latency {result['latency_steps']} steps, compile {result['compile_s']:.1f} s")
-    print(f"  one image:  {single_steps} Lava steps, {s_single:.1f} s per denoising step, "
-          f"{result['s_per_lava_step']:.3f} s per Lava step")
-    print(f"  {args.images} images pipelined: {batch_steps} steps, "
-          f"{result['s_per_image_pipelined']:.1f} s per image per denoising step")
-    print(f"  pipelining: {result['pipelining_speedup']:.2f}x faster per image "
-          f"({result['steps_ratio']:.2f}x fewer Lava steps per image)")
+    print(f"{config.name} T={config.timesteps}: latency {result['latency_steps']} steps")
+    for precision, r in runs.items():
+        print(f"{precision}: {r['lava_processes']} Lava processes, compile "
+              f"{r['compile_s']:.1f} s")
+        print(f"  one image:  {r['steps_single']} Lava steps, "
+              f"{r['s_per_denoising_step_single']:.1f} s per denoising step, "
+              f"{r['s_per_lava_step']:.3f} s per Lava step")
+        print(f"  {args.images} images pipelined: {r['steps_batch']} steps, "
+              f"{r['s_per_image_pipelined']:.1f} s per image per denoising step")
+        print(f"  pipelining: {r['pipelining_speedup']:.2f}x faster per image "
+              f"({r['steps_ratio']:.2f}x fewer Lava steps per image)")
+    print(f"fixed_pt / floating_pt per Lava step: {result['fixed_over_float_per_lava_step']:.2f}x")
+    print(f"PyTorch fixed-point emulation: {s_emulated:.3f} s per image per denoising step, "
+          f"{result['emulator_speedup_over_lava_fixed_pt']:.0f}x faster than pipelined "
+          "Lava fixed_pt")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ import nir
 
 from export.latency import balance
 from export.nir_file import default_file_mode, graph_info, read_nir, write_nir
-from export.quantize import (FixedPointNetwork, quantize_graph, read_fixed_point,
-                             write_fixed_point)
+from export.quantize import (FixedPointNetwork, check_against_graph, quantize_graph,
+                             read_fixed_point, write_fixed_point)
 from sddpm.errors import SddpmError
 
 FORMAT = "sddpm-lava-bundle"
@@ -49,10 +49,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_bundle(graph: nir.NIRGraph, folder, *, source: dict, weight_bits: int = 8) -> Path:
-    """Write the bundle of ``graph`` into ``folder`` (created; files replaced atomically)."""
+def write_bundle(graph: nir.NIRGraph, folder, *, source: dict, weight_bits: int = 8,
+                 fixed: FixedPointNetwork | None = None) -> Path:
+    """Write the bundle of ``graph`` into ``folder`` (created; files replaced atomically).
+
+    Its fixed-point parameters are ``quantize_graph(graph, weight_bits)``, or ``fixed``
+    as given (fine-tuned integers, whose scales are not the graph's maxima any more).
+    """
     folder = Path(folder)
-    fixed = quantize_graph(graph, weight_bits)  # refuses before anything is written
+    if fixed is None:
+        fixed = quantize_graph(graph, weight_bits)  # refuses before anything is written
+    else:
+        check_against_graph(fixed, graph, "the fine-tuned parameters")
     folder.mkdir(parents=True, exist_ok=True)
     graph_path = write_nir(graph, folder / GRAPH_FILE)
     fixed_path = write_fixed_point(fixed, folder / FIXED_POINT_FILE)

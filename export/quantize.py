@@ -246,11 +246,12 @@ def read_fixed_point(path, graph: nir.NIRGraph) -> FixedPointNetwork:
     except (OSError, KeyError) as e:
         raise SddpmError(f"{path} cannot be read as fixed-point parameters ({e}); export the "
                          "bundle again") from None
-    _check_against(fixed, graph, path)
+    check_against_graph(fixed, graph, path)
     return fixed
 
 
-def _check_against(fixed: FixedPointNetwork, graph: nir.NIRGraph, path) -> None:
+def check_against_graph(fixed: FixedPointNetwork, graph: nir.NIRGraph, what) -> None:
+    """Every target and conv of ``graph`` present, shapes and ranges as Loihi holds them."""
     convs = {n: node for n, node in graph.nodes.items() if isinstance(node, nir.Conv2d)}
     pops = {n for n, node in graph.nodes.items() if isinstance(node, nir.IF)}
     targets = pops | set(graph.outputs)
@@ -269,5 +270,5 @@ def _check_against(fixed: FixedPointNetwork, graph: nir.NIRGraph, path) -> None:
                     or np.any(fixed.bias_exp[name] > BIAS_EXP_MAX)):
                 problems.append(f"threshold or bias of {name} is out of shape or range")
     if problems:
-        raise SddpmError(f"{path} does not fit the bundle's graph ({problems[0]}); the bundle "
+        raise SddpmError(f"{what} does not fit the bundle's graph ({problems[0]}); the bundle "
                          "is damaged, export it again")

@@ -232,6 +232,18 @@ def _run_simulate(args) -> None:
     run(args)
 
 
+def _add_finetune(sub) -> None:
+    from simulations.finetune import add_parser
+
+    add_parser(sub, _positive_int)
+
+
+def _run_finetune(args) -> None:
+    from simulations.finetune import run
+
+    run(args)
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job on the shipped default (see README)")
     p.add_argument("--out", default="runs/demo", help="folder for every output")
@@ -271,7 +283,7 @@ def _run_demo(args) -> None:
 COMMANDS = {"train": (_add_train, _run_train), "sample": (_add_sample, _run_sample),
             "info": (_add_info, _run_info), "energy": (_add_energy, _run_energy),
             "eval": (_add_eval, _run_eval), "simulate": (_add_simulate, _run_simulate),
-            "demo": (_add_demo, _run_demo)}
+            "finetune": (_add_finetune, _run_finetune), "demo": (_add_demo, _run_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,6 @@ import contextlib
 import io
 
 import nir
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -64,12 +63,12 @@ class FixedPointEmulator:
                 bias = torch.as_tensor(fixed.effective_bias(name), dtype=dtype)
                 self.bias[name] = bias[None, :, None, None] / SLAYER_SCALE ** 2
 
-    def _neuron(self, name: str, a_in: torch.Tensor, T: int) -> torch.Tensor:
+    def _neuron(self, name: str, a_in: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Integer ``a_in [T, B, C, H, W]`` -> spikes of the same shape."""
         if a_in.abs().max() * (1 << ACTIVATION_SHIFT) >= STATE_LIMIT:
             raise SddpmError(f"{name}: the input current reaches {int(a_in.abs().max())}, which "
                              "wraps Loihi's 24-bit current; quantise with fewer weight bits")
-        x = a_in / SLAYER_SCALE + self.bias[name]  # [T, B, C, H, W]
+        x = a_in / SLAYER_SCALE + bias  # [T, B, C, H, W]
         neuron = self.neurons[name]
         _, voltage = neuron.dynamics(x.permute(1, 2, 3, 4, 0).contiguous())
         if (voltage.abs() * SLAYER_SCALE ** 2).max() >= STATE_LIMIT:
@@ -79,6 +78,13 @@ class FixedPointEmulator:
 
     @torch.no_grad()
     def run(self, inputs: dict, timesteps: int) -> tuple[dict, dict]:
+        return self.forward(inputs, timesteps)
+
+    def forward(self, inputs: dict, timesteps: int, weights: dict | None = None) -> tuple[dict,
+                                                                                          dict]:
+        """:meth:`run` with gradients (SLAYER's surrogate), optionally with other integer
+        ``weights`` (conv node -> tensor; quantisation-aware fine-tuning passes them)."""
+        weights = self.weights if weights is None else weights
         missing = set(self.graph.inputs) - set(inputs)
         if missing:
             raise SddpmError(f"inputs missing for {', '.join(sorted(missing))}")
@@ -94,7 +100,7 @@ class FixedPointEmulator:
             if isinstance(node, nir.Conv2d):
                 x = x.expand(T, *x.shape[1:]) if x.shape[0] == 1 else x
                 flat = x.reshape(-1, *x.shape[2:])
-                y = F.conv2d(flat, self.weights[name], stride=tuple(int(s) for s in node.stride),
+                y = F.conv2d(flat, weights[name], stride=tuple(int(s) for s in node.stride),
                              padding=tuple(int(p) for p in node.padding))
                 if y.abs().max() >= STATE_LIMIT:
                     raise SddpmError(f"{name}: a conv sum leaves the 24-bit range Lava clamps to")
@@ -106,7 +112,7 @@ class FixedPointEmulator:
                     T, -1, *x.shape[2:3], *(int(d * f) for d, f in zip(x.shape[3:], factor)))
             elif isinstance(node, nir.IF):
                 x = x.expand(T, *x.shape[1:]) if x.shape[0] == 1 else x
-                values[name] = spikes[name] = self._neuron(name, x, T)
+                values[name] = spikes[name] = self._neuron(name, x, self.bias[name])
             elif isinstance(node, nir.Output):
                 values[name] = outputs[name] = x
             else:

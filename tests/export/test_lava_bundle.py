@@ -166,3 +166,30 @@ def test_simulate_fixed_point_matches_the_emulation_and_reports_the_float_gap(bu
     assert len(gap["eps_rel_error"]) == 2 and all(0 < e < 1 for e in gap["eps_rel_error"])
     for name in ("images_lava.png", "images_float.png", "comparison.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_finetune_fixed_point_writes_a_bundle_lava_runs_bit_exact(bundle, tmp_path):
+    out = tmp_path / "tuned"
+    result = run_cli("sddpm", "finetune", bundle[0], "--fixed-point", "--out", out,
+                     "--steps", "3", "--batch", "4", "--lr", "1e-3", "--json", timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["integer_weights_changed"] > 0 and report["steps"] == 3
+    for name in ("finetune.json", "finetune.csv", "finetune.png"):
+        assert (out / name).stat().st_size > 0
+    graph, manifest = load_bundle(out)
+    assert manifest["source"]["finetune_steps"] == 3
+    sim = run_cli("sddpm", "simulate", out, "--fixed-point", "--denoise-steps", "1",
+                  "--out", tmp_path / "sim", "--json", timeout=600)
+    assert sim.returncode == 0, sim.stderr
+    assert json.loads(sim.stdout)["spike_mismatches"] == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "pass --fixed-point"),
+    (("--fixed-point", "--lr", "0"), "--lr must be positive"),
+])
+def test_finetune_options_are_checked_first(bundle, tmp_path, args, message):
+    result = run_cli("sddpm", "finetune", bundle[0], "--out", tmp_path / "o", *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

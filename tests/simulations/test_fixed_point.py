@@ -169,3 +169,30 @@ def test_three_ddim_steps_in_lava_fixed_pt():
     # what quantisation changes is recorded beside it (its size: see the README)
     assert len(predictor.float_comparisons) == 3
     assert all(step.eps_rel_error > 0 for step in predictor.float_comparisons)
+
+
+def test_quantisation_aware_network_starts_as_the_deployment_and_learns():
+    from simulations.finetune import QuantisationAwareNetwork
+
+    config, graph = _graph(threshold_scale=0.5)
+    fixed = quantize_graph(graph)
+    qat = QuantisationAwareNetwork(graph, fixed)
+    x, t = _x(3), torch.tensor([10, 400, 800])
+    tuned_graph, tuned_fixed = qat.deployed()
+    assert all(np.array_equal(tuned_fixed.weights[c], fixed.weights[c]) for c in fixed.weights)
+    eps_deployed, _ = FixedPointNoisePredictor(graph, fixed)(x, t)
+    assert torch.equal(qat(x, t), eps_deployed)
+    # gradients reach the shadow weights through SLAYER's surrogate and quantize
+    target = torch.randn(eps_deployed.shape, generator=torch.Generator().manual_seed(1),
+                         dtype=torch.float64)
+    loss = torch.nn.functional.mse_loss(qat(x, t), target)
+    loss.backward()
+    assert sum(float(p.grad.abs().sum()) for p in qat.shadow) > 0
+    optimiser = torch.optim.SGD(qat.shadow.parameters(), lr=0.05)
+    optimiser.step()
+    tuned_graph, tuned_fixed = qat.deployed()
+    changed = sum(int((tuned_fixed.weights[c] != fixed.weights[c]).sum()) for c in fixed.weights)
+    assert changed > 0 and max(np.abs(w).max() for w in tuned_fixed.weights.values()) <= 127
+    # the fine-tuned integers are what the emulation of the new bundle computes
+    with torch.no_grad():
+        assert torch.equal(qat(x, t), FixedPointNoisePredictor(tuned_graph, tuned_fixed)(x, t)[0])

@@ -1,0 +1,220 @@
+"""``sddpm finetune --fixed-point BUNDLE``: quantisation-aware fine-tuning of a deployment.
+
+Trains the chip's conv weights through the fixed-point emulation itself: every step the
+float ("shadow") weights are quantised at the bundle's scales with SLAYER's ``quantize``
+(a straight-through estimator), the integer network runs on SLAYER's CUBA neurons (whose
+spike function has a surrogate gradient), and the host decodes the stream; the loss is
+DDPM's epsilon-MSE on the training data. Scales, thresholds, biases and the host side
+stay as deployed, so the forward pass is exactly what Lava ``fixed_pt`` computes: at
+step 0 the fine-tuned bundle equals the input bundle bit for bit (``tests``).
+
+The result is a new bundle: the shadow weights as its float graph, their integers at the
+same scales as its fixed-point parameters. Loss on a fixed probe set (same images, t and
+noise) before and after is in ``finetune.json``, the loss curve in ``finetune.csv``
+and ``finetune.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import time
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+
+from export.executor import HostSide
+from export.nir_file import graph_info, neighbours
+from export.quantize import FixedPointNetwork, summed_bias
+from sddpm.errors import SddpmError
+from simulations.fixed_emulator import FixedPointEmulator, _slayer_cuba
+
+PROBE_SIZE = 64
+
+
+class QuantisationAwareNetwork(torch.nn.Module):
+    """The fixed-point deployment with trainable float weights: ``(x_t, t) -> eps``."""
+
+    def __init__(self, graph: nir.NIRGraph, fixed: FixedPointNetwork):
+        super().__init__()
+        self.graph, self.fixed = graph, fixed
+        self.emulator = FixedPointEmulator(graph, fixed)
+        self.host = HostSide(graph)  # float64, as the deployment's host
+        self.host.requires_grad_(False)
+        _, succs = neighbours(graph)
+        self.convs = sorted(fixed.weights)
+        # one scale per conv: its targets share one (see export.quantize.scale_groups)
+        self.scales = [fixed.scale[succs[c][0]] for c in self.convs]
+        self.shadow = torch.nn.ParameterList(
+            torch.nn.Parameter(torch.as_tensor(np.asarray(graph.nodes[c].weight),
+                                               dtype=torch.float32)) for c in self.convs)
+        self.w_max = 2 ** (fixed.weight_bits - 1) - 1
+        (self.output,) = graph.outputs
+        self.output_bias = torch.as_tensor(summed_bias(graph, self.output))[:, None, None]
+        self.consumer = {name: succs[name][0] for name in graph.inputs}
+        self.quantize = _slayer_quantize()
+
+    def integer_weights(self) -> dict:
+        """The shadow weights at the deployed scales, rounded (straight through) and clipped."""
+        return {c: self.quantize(w * s).clamp(-self.w_max, self.w_max)
+                for c, w, s in zip(self.convs, self.shadow, self.scales)}
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            feeds = self.host.inputs(x.double(), t)
+            inputs = {n: torch.from_numpy(self.fixed.host_current(self.consumer[n],
+                                                                  feeds[n].numpy()))
+                      for n in self.graph.inputs}
+        T = self.host.config.timesteps
+        outputs, _ = self.emulator.forward(inputs, T, self.integer_weights())
+        stream = outputs[self.output].double() / self.fixed.scale[self.output] + self.output_bias
+        return self.host.net.decoder(stream.reshape(-1, *stream.shape[2:])).to(x.dtype)
+
+    def deployed(self) -> tuple[nir.NIRGraph, FixedPointNetwork]:
+        """The fine-tuned graph (shadow weights) and its integers at the same scales."""
+        graph = copy.deepcopy(self.graph)
+        fixed = copy.deepcopy(self.fixed)
+        with torch.no_grad():
+            for (c, w), shadow in zip(self.integer_weights().items(), self.shadow):
+                node = graph.nodes[c]
+                node.weight = shadow.detach().double().numpy().astype(node.weight.dtype)
+                fixed.weights[c] = w.round().to(torch.int32).numpy()
+        return graph, fixed
+
+
+def _slayer_quantize():
+    _slayer_cuba()  # lava-dl's quiet import
+    from lava.lib.dl.slayer.utils import quantize
+
+    return quantize
+
+
+def _probe(data, diffusion, seed: int) -> tuple:
+    g = torch.Generator().manual_seed(seed + 1)
+    idx = torch.randperm(len(data), generator=g)[:PROBE_SIZE].numpy()
+    x0 = data.batch(idx)
+    t = torch.randint(diffusion.num_steps, (len(idx),), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    return diffusion.q_sample(x0, t, eps), t, eps
+
+
+def _probe_loss(model, probe, batch: int) -> float:
+    x_t, t, eps = probe
+    with torch.no_grad():
+        losses = [torch.nn.functional.mse_loss(model(x_t[i:i + batch], t[i:i + batch]),
+                                               eps[i:i + batch], reduction="sum")
+                  for i in range(0, len(t), batch)]
+    return float(sum(losses) / eps.numel())
+
+
+def finetune(bundle, out, *, steps: int, lr: float, batch: int, seed: int = 0,
+             data_dir=None, progress: bool = True) -> dict:
+    """Fine-tune a bundle's fixed-point network; write the new bundle to ``out``."""
+    from tqdm import tqdm
+
+    from export.lava_bundle import load_bundle, load_fixed_point, write_bundle
+    from sddpm.data import load_dataset
+    from sddpm.diffusion import GaussianDiffusion
+    from sddpm.presets import ModelConfig
+
+    graph, manifest = load_bundle(bundle)
+    if Path(out).resolve() == Path(bundle).resolve():
+        raise SddpmError(f"--out {out} is the input bundle; fine-tune into a new folder")
+    fixed = load_fixed_point(bundle, graph, manifest)
+    if graph_info(graph)["diffusion_step"] is not None:
+        raise SddpmError("this bundle was exported for one diffusion step; fine-tuning trains "
+                         "over all steps: export without --diffusion-step")
+    config = ModelConfig.from_dict(manifest["model_config"])
+    data = load_dataset(config.dataset, image_size=config.image_size, data_dir=data_dir)
+    diffusion = GaussianDiffusion(config.diffusion_steps)
+    torch.manual_seed(seed)
+    model = QuantisationAwareNetwork(graph, fixed)
+    optimiser = torch.optim.Adam(model.shadow.parameters(), lr=lr)
+    probe = _probe(data, diffusion, seed)
+    before = _probe_loss(model, probe, batch)
+    generator = torch.Generator().manual_seed(seed)
+    losses, t0 = [], time.perf_counter()
+    for step in tqdm(range(steps), desc="fine-tune (fixed point)", disable=not progress):
+        idx = torch.randint(len(data), (batch,), generator=generator).numpy()
+        loss = diffusion.loss(model, data.batch(idx), generator)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss))
+    seconds = time.perf_counter() - t0
+    after = _probe_loss(model, probe, batch)
+    tuned_graph, tuned_fixed = model.deployed()
+    source = dict(manifest["source"], finetuned_from=str(bundle), finetune_steps=steps,
+                  finetune_lr=lr, finetune_batch=batch, finetune_seed=seed)
+    folder = write_bundle(tuned_graph, out, source=source, fixed=tuned_fixed)
+    changed = sum(int((tuned_fixed.weights[c] != fixed.weights[c]).sum()) for c in fixed.weights)
+    report = {"bundle": str(bundle), "out": str(folder), "steps": steps, "lr": lr,
+              "batch": batch, "seed": seed, "weight_bits": fixed.weight_bits,
+              "seconds": round(seconds, 1),
+              "probe_images": PROBE_SIZE, "probe_loss_before": before, "probe_loss_after": after,
+              "integer_weights_changed": changed,
+              "integer_weights": sum(w.size for w in fixed.weights.values())}
+    _write_outputs(folder, report, losses)
+    return report
+
+
+def _write_outputs(folder: Path, report: dict, losses: list) -> None:
+    from matplotlib.figure import Figure
+
+    (folder / "finetune.json").write_text(json.dumps(report, indent=2) + "\n")
+    with open(folder / "finetune.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss"])
+        w.writerows(enumerate(losses))
+    fig = Figure(figsize=(5, 3))
+    ax = fig.subplots()
+    ax.plot(losses, alpha=0.4, label="batch loss")
+    if len(losses) >= 10:
+        k = max(len(losses) // 20, 5)
+        ax.plot(np.arange(k - 1, len(losses)), np.convolve(losses, np.ones(k) / k, "valid"),
+                label=f"mean of {k}")
+    ax.axhline(report["probe_loss_before"], color="k", ls="--", label="probe, before")
+    ax.axhline(report["probe_loss_after"], color="g", ls="--", label="probe, after")
+    ax.set_xlabel("step")
+    ax.set_ylabel("epsilon MSE (fixed point)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "finetune.png", dpi=110)
+
+
+def add_parser(sub, positive_int) -> None:
+    p = sub.add_parser("finetune", help="quantisation-aware fine-tuning of a Lava bundle")
+    p.add_argument("bundle", help="a folder written by 'sddpm-export --to lava'")
+    p.add_argument("--fixed-point", action="store_true",
+                   help="train through the fixed-point emulation (the one mode built)")
+    p.add_argument("--out", required=True, help="folder for the fine-tuned bundle")
+    p.add_argument("--steps", type=positive_int, default=200)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch", type=positive_int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="where the training data lies")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args) -> None:
+    if not args.fixed_point:
+        raise SddpmError("finetune trains a deployment's fixed-point network; pass "
+                         "--fixed-point (float fine-tuning is 'sddpm train --resume')")
+    if not args.lr > 0:
+        raise SddpmError(f"--lr must be positive, got {args.lr}")
+    from sddpm.outputs import writable_folder
+
+    writable_folder(args.out, "--out")
+    r = finetune(args.bundle, args.out, steps=args.steps, lr=args.lr, batch=args.batch,
+                 seed=args.seed, data_dir=args.data_dir, progress=not args.json)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return
+    print(f"fine-tuned {r['steps']} steps in {r['seconds']} s ({r['weight_bits']}-bit weights): "
+          f"probe loss {r['probe_loss_before']:.4f} -> {r['probe_loss_after']:.4f} on "
+          f"{r['probe_images']} images; {r['integer_weights_changed']:,} of "
+          f"{r['integer_weights']:,} integer weights changed")
+    print(f"wrote the bundle {r['out']} (with finetune.json, .csv, .png)")
