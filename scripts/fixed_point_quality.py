@@ -6,7 +6,10 @@ measures the relative error of epsilon against the float graph on a probe batch 
 several diffusion steps.
 
     python scripts/fixed_point_quality.py [CKPT] [--bits 8 6 4] [--n 300] [--steps 20]
-        [--out runs/sweeps/fixed_point]
+        [--bundles DIR ...] [--out runs/sweeps/fixed_point]
+
+``--bundles`` adds deployment bundles of the same model (fine-tuned ones, from
+``sddpm finetune --fixed-point``): their fixed-point networks are sampled the same way.
 """
 
 from __future__ import annotations
@@ -53,10 +56,14 @@ def plot(rows, path) -> None:
 
     fig = Figure(figsize=(9, 3))
     fid_ax, kid_ax, eps_ax = fig.subplots(1, 3)
-    fixed = [r for r in rows if r["bits"] is not None]
+    fixed = [r for r in rows if r["bits"] is not None and not r.get("bundle")]
+    tuned = [r for r in rows if r.get("bundle")]
     (ref,) = [r for r in rows if r["bits"] is None]
     bits = [r["bits"] for r in fixed]
     fid_ax.plot(bits, [r["fid"] for r in fixed], marker="o", label="fixed point")
+    if tuned:
+        fid_ax.scatter([r["bits"] for r in tuned], [r["fid"] for r in tuned], marker="*",
+                       s=80, color="g", label="fine-tuned", zorder=3)
     fid_ax.axhline(ref["fid"], color="k", ls="--", label="float")
     fid_ax.set_xlabel("weight bits")
     fid_ax.set_ylabel("classifier-FID")
@@ -80,6 +87,8 @@ def plot(rows, path) -> None:
 
 def main() -> None:
     from export.executor import ExportedNoisePredictor
+    from export.lava_bundle import load_bundle, load_fixed_point
+    from sddpm.errors import SddpmError
     from export.quantize import quantize_graph
     from export.torch_to_nir import export_nir
     from simulations.fixed_emulator import FixedPointNoisePredictor
@@ -91,6 +100,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--bundles", nargs="*", default=[])
     parser.add_argument("--out", default="runs/sweeps/fixed_point")
     args = parser.parse_args()
     out = Path(args.out)
@@ -109,7 +119,7 @@ def main() -> None:
         r.update({"bits": bits, "images": args.n, "sampler": "ddim", "sampler_steps": args.steps,
                   "seed": args.seed, "seconds": round(time.perf_counter() - t0, 1), **extra})
         rows.append(r)
-        name = "float" if bits is None else f"{bits} bits"
+        name = extra.get("bundle") or ("float" if bits is None else f"{bits} bits")
         print(f"{name}: classifier-FID {r['fid']:.3f}, KID {r['kid_mean']:.4f} +- "
               f"{r['kid_std']:.4f} ({r['seconds']} s)", flush=True)
 
@@ -121,7 +131,16 @@ def main() -> None:
         predictor = FixedPointNoisePredictor(graph, quantize_graph(graph, bits))
         probe = probe_errors(reference, predictor, config, args.seed)
         measure(bits, lambda x, t: predictor(x, t)[0].to(x.dtype), {"probe": probe})
-    keys = ["bits", "fid", "kid_mean", "kid_std", "images", "sampler", "sampler_steps", "seed",
+    for folder in args.bundles:
+        bundle_graph, manifest = load_bundle(folder)
+        if manifest["model_config"] != config.to_dict():
+            raise SddpmError(f"bundle {folder} holds another model than {args.checkpoint}")
+        fixed = load_fixed_point(folder, bundle_graph, manifest)
+        predictor = FixedPointNoisePredictor(bundle_graph, fixed)
+        probe = probe_errors(reference, predictor, config, args.seed)
+        measure(fixed.weight_bits, lambda x, t: predictor(x, t)[0].to(x.dtype),
+                {"probe": probe, "bundle": str(folder)})
+    keys = ["bits", "bundle", "fid", "kid_mean", "kid_std", "images", "sampler", "sampler_steps", "seed",
             "seconds"]
     with open(out / "fixed_point.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")

@@ -249,14 +249,17 @@ def _add_demo(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="folder for every output")
     p.add_argument("--train-steps", type=_positive_int, default=100)
     p.add_argument("--denoise-steps", type=_positive_int, default=2,
-                   help="DDIM steps simulated in Lava")
+                   help="DDIM steps simulated in Lava (floating point)")
+    p.add_argument("--fixed-point-steps", type=_positive_int, default=1,
+                   help="DDIM steps simulated in Lava's fixed point")
 
 
 def _run_demo(args) -> None:
     from simulations.demo import run_demo
 
     summary = run_demo(args.out, train_steps=args.train_steps,
-                       denoise_steps=args.denoise_steps)
+                       denoise_steps=args.denoise_steps,
+                       fixed_point_steps=args.fixed_point_steps)
     print(f"\nsddpm demo: every output is in {args.out}")
     train = summary["train"]
     print(f"  trained {train['preset']} for {train['steps']} steps in {train['seconds']} s, "
@@ -278,6 +281,11 @@ def _run_demo(args) -> None:
           f"{100 * d['worst_spike_agreement']:.3f}% in the worst population, eps relative "
           f"error {d['max_eps_rel_error']:.1e}, {d['seconds_per_lava_step']} s per Lava step "
           f"-> {d['folder']}")
+    f = d["fixed_point"]
+    print(f"  Lava fixed point (8-bit weights): {f['denoise_steps']} DDIM step(s), "
+          f"{f['spike_mismatches']:,} of {f['reference_spikes']:,} spikes differ from the "
+          f"PyTorch emulation; eps relative error against the float model "
+          f"{f['eps_rel_error_vs_float']:.3f} -> {f['folder']}")
 
 
 COMMANDS = {"train": (_add_train, _run_train), "sample": (_add_sample, _run_sample),

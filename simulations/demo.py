@@ -2,8 +2,9 @@
 
 A short training run of the CPU preset on real Fashion-MNIST (the bundled digits when
 Fashion-MNIST is not installed) with a sample grid; a sample grid from the shipped
-trained model; its energy report; its NIR export and Lava bundle; and a few DDIM
-denoising steps of it simulated in Lava, compared with torch. Every output goes to one
+trained model; its energy report; its NIR export and Lava bundle; a few DDIM
+denoising steps of it simulated in Lava, compared with torch; and one in Lava's fixed
+point, compared with the fixed-point emulation and with the float model. Every output goes to one
 folder; a summary is printed at the end. It lives here, not in ``sddpm/``, because it
 runs the whole chain: model, export, Lava, energy.
 """
@@ -47,8 +48,10 @@ def _energy_of(checkpoint: Path, out: Path, steps: int = 20) -> dict:
             "strict_mJ_per_image": round(strict.per_image_mj, 3)}
 
 
-def _deploy(checkpoint: Path, out: Path, denoise_steps: int) -> dict:
-    """NIR file, Lava bundle, and ``denoise_steps`` DDIM steps simulated in Lava."""
+def _deploy(checkpoint: Path, out: Path, denoise_steps: int, fixed_point_steps: int) -> dict:
+    """NIR file, Lava bundle, and DDIM steps simulated in Lava: ``denoise_steps`` in
+    floating point against torch, ``fixed_point_steps`` in fixed point against the
+    emulation."""
     from types import SimpleNamespace
 
     from export.cli import export_to_lava, export_to_nir
@@ -57,21 +60,34 @@ def _deploy(checkpoint: Path, out: Path, denoise_steps: int) -> dict:
     common = dict(checkpoint=str(checkpoint), no_ema=False, threshold=None, json=True)
     nir = export_to_nir(SimpleNamespace(**common, output=str(out / "model.nir"),
                                         diffusion_step=None, dtype="float32"))
-    bundle = export_to_lava(SimpleNamespace(**common, output=str(out / "lava-bundle")))
-    sim = run_simulation(SimpleNamespace(
-        bundle=bundle["output"], backend="lava", fixed_point=False, sampler="ddim",
-        denoise_steps=denoise_steps, n=1, seed=0, checkpoint=str(checkpoint),
-        out=str(out / "simulate"), json=False))
+    bundle = export_to_lava(SimpleNamespace(**common, output=str(out / "lava-bundle"),
+                                            weight_bits=8))
+
+    def simulate(fixed_point: bool, steps: int, folder: str) -> dict:
+        return run_simulation(SimpleNamespace(
+            bundle=bundle["output"], backend="lava", fixed_point=fixed_point, sampler="ddim",
+            denoise_steps=steps, n=1, seed=0, checkpoint=str(checkpoint),
+            out=str(out / folder), json=False))
+
+    sim = simulate(False, denoise_steps, "simulate")
+    fixed = simulate(True, fixed_point_steps, "simulate-fixed-point")
     return {"nir": nir["output"], "nir_nodes": nir["nodes"], "nir_edges": nir["edges"],
             "bundle": bundle["output"], "lava_processes": bundle["processes"]["total"],
             "latency_steps": bundle["latency_steps"], "denoise_steps": sim["denoise_steps"],
             "worst_spike_agreement": sim["worst_spike_agreement"],
             "max_eps_rel_error": sim["max_eps_rel_error"],
             "seconds_per_lava_step": round(sim["seconds_per_lava_step"], 3),
-            "simulate_wall_s": sim["wall_s"], "folder": str(out / "simulate")}
+            "simulate_wall_s": sim["wall_s"], "folder": str(out / "simulate"),
+            "fixed_point": {"denoise_steps": fixed["denoise_steps"],
+                            "spike_mismatches": fixed["spike_mismatches"],
+                            "reference_spikes": fixed["reference_spikes"],
+                            "eps_rel_error_vs_float":
+                                max(fixed["against_float"]["eps_rel_error"]),
+                            "folder": str(out / "simulate-fixed-point")}}
 
 
-def run_demo(out: str | Path, train_steps: int = 100, denoise_steps: int = 2) -> dict:
+def run_demo(out: str | Path, train_steps: int = 100, denoise_steps: int = 2,
+             fixed_point_steps: int = 1) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     have_fmnist = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists()
@@ -92,6 +108,6 @@ def run_demo(out: str | Path, train_steps: int = 100, denoise_steps: int = 2) ->
                                               n=64, steps=50)
     model = SHIPPED if SHIPPED.exists() else train_dir / "last.pt"
     summary["energy"] = _energy_of(model, out / "energy")
-    summary["deployment"] = _deploy(model, out / "deploy", denoise_steps)
+    summary["deployment"] = _deploy(model, out / "deploy", denoise_steps, fixed_point_steps)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -161,7 +161,8 @@ def test_simulate_fixed_point_matches_the_emulation_and_reports_the_float_gap(bu
     assert "fixed-point emulation" in report["reference"]
     # Lava fixed_pt against the PyTorch emulation: bit for bit
     assert report["spike_mismatches"] == 0 < report["reference_spikes"]
-    assert report["max_eps_rel_error"] == 0 and report["image_max_abs_difference"] == 0
+    # equal integer streams; the float decoding may round in another order (~1e-16)
+    assert report["max_eps_rel_error"] < 1e-12 and report["image_max_abs_difference"] < 1e-6
     gap = report["against_float"]
     assert len(gap["eps_rel_error"]) == 2 and all(0 < e < 1 for e in gap["eps_rel_error"])
     for name in ("images_lava.png", "images_float.png", "comparison.png"):

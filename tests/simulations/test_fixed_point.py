@@ -164,7 +164,7 @@ def test_three_ddim_steps_in_lava_fixed_pt():
         session.stop()
     for step in predictor.comparisons:
         assert sum(step.mismatches.values()) == 0 < sum(step.reference_spikes.values())
-        assert step.eps_rel_error == 0
+        assert step.eps_rel_error < 1e-12  # equal integer streams, float decoding
         assert step.energy_lava_mj == step.energy_reference_mj > 0
     # what quantisation changes is recorded beside it (its size: see the README)
     assert len(predictor.float_comparisons) == 3
