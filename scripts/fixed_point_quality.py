@@ -73,10 +73,11 @@ def plot(rows, path) -> None:
     kid_ax.axhline(ref["kid_mean"], color="k", ls="--")
     kid_ax.set_xlabel("weight bits")
     kid_ax.set_ylabel("classifier-KID")
-    for r in fixed:
+    for r in fixed + tuned:
         steps = sorted(int(s) for s in r["probe"])
+        label = f"{r['bits']} bits" + (", fine-tuned" if r.get("bundle") else "")
         eps_ax.semilogy(steps, [r["probe"][s]["eps_rel_error"] for s in steps], marker="o",
-                        label=f"{r['bits']} bits")
+                        label=label)
     eps_ax.set_xlabel("diffusion step t")
     eps_ax.set_ylabel("rel. error of eps vs float")
     eps_ax.legend()
@@ -95,7 +96,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", default=str(SHIPPED_CHECKPOINT))
-    parser.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4])
+    parser.add_argument("--bits", type=int, nargs="*", default=[8, 6, 4])
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
