@@ -10,7 +10,7 @@ step 0 the fine-tuned bundle equals the input bundle bit for bit (``tests``).
 
 The result is a new bundle: the shadow weights as its float graph, their integers at the
 same scales as its fixed-point parameters. Loss on a fixed probe set (same images, t and
-noise) before and after is in ``finetune.json``, the loss curve in ``finetune.csv``
+noise) before and after, and the float graph's, is in ``finetune.json``, the loss curve in ``finetune.csv``
 and ``finetune.png``.
 """
 
@@ -26,7 +26,7 @@ import nir
 import numpy as np
 import torch
 
-from export.executor import HostSide
+from export.executor import ExportedNoisePredictor, HostSide
 from export.nir_file import graph_info, neighbours
 from export.quantize import FixedPointNetwork, summed_bias
 from sddpm.errors import SddpmError
@@ -135,6 +135,8 @@ def finetune(bundle, out, *, steps: int, lr: float, batch: int, seed: int = 0,
     optimiser = torch.optim.Adam(model.shadow.parameters(), lr=lr)
     probe = _probe(data, diffusion, seed)
     before = _probe_loss(model, probe, batch)
+    float_graph = ExportedNoisePredictor(graph)
+    float_loss = _probe_loss(lambda x, t: float_graph(x.double(), t)[0].float(), probe, batch)
     generator = torch.Generator().manual_seed(seed)
     losses, t0 = [], time.perf_counter()
     for step in tqdm(range(steps), desc="fine-tune (fixed point)", disable=not progress):
@@ -155,6 +157,7 @@ def finetune(bundle, out, *, steps: int, lr: float, batch: int, seed: int = 0,
               "batch": batch, "seed": seed, "weight_bits": fixed.weight_bits,
               "seconds": round(seconds, 1),
               "probe_images": PROBE_SIZE, "probe_loss_before": before, "probe_loss_after": after,
+              "probe_loss_float": float_loss,
               "integer_weights_changed": changed,
               "integer_weights": sum(w.size for w in fixed.weights.values())}
     _write_outputs(folder, report, losses)
@@ -178,6 +181,7 @@ def _write_outputs(folder: Path, report: dict, losses: list) -> None:
                 label=f"mean of {k}")
     ax.axhline(report["probe_loss_before"], color="k", ls="--", label="probe, before")
     ax.axhline(report["probe_loss_after"], color="g", ls="--", label="probe, after")
+    ax.axhline(report["probe_loss_float"], color="0.5", ls=":", label="probe, float graph")
     ax.set_xlabel("step")
     ax.set_ylabel("epsilon MSE (fixed point)")
     ax.legend(fontsize=7)
@@ -215,6 +219,7 @@ def run(args) -> None:
         return
     print(f"fine-tuned {r['steps']} steps in {r['seconds']} s ({r['weight_bits']}-bit weights): "
           f"probe loss {r['probe_loss_before']:.4f} -> {r['probe_loss_after']:.4f} on "
-          f"{r['probe_images']} images; {r['integer_weights_changed']:,} of "
+          f"{r['probe_images']} images (float graph {r['probe_loss_float']:.4f}); "
+          f"{r['integer_weights_changed']:,} of "
           f"{r['integer_weights']:,} integer weights changed")
     print(f"wrote the bundle {r['out']} (with finetune.json, .csv, .png)")

@@ -176,6 +176,7 @@ def test_finetune_fixed_point_writes_a_bundle_lava_runs_bit_exact(bundle, tmp_pa
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["integer_weights_changed"] > 0 and report["steps"] == 3
+    assert report["probe_loss_float"] > 0 and report["probe_loss_after"] > 0
     for name in ("finetune.json", "finetune.csv", "finetune.png"):
         assert (out / name).stat().st_size > 0
     graph, manifest = load_bundle(out)
