@@ -18,6 +18,7 @@ import time
 import torch
 
 from export.executor import HostSide
+from export.latency import balance
 from export.nir_to_lava import LavaNetwork
 from export.quantize import quantize_graph
 from export.torch_to_nir import export_nir
@@ -92,7 +93,7 @@ def main() -> None:
     fixed_run = runs["fixed_pt"]
     result = {
         "checkpoint": args.checkpoint, "preset": config.name, "timesteps": config.timesteps,
-        "latency_steps": LavaNetwork(graph, config.timesteps).schedule.latency(),
+        "latency_steps": balance(graph).latency(),
         "images": args.images, **runs,
         "fixed_over_float_per_lava_step": (fixed_run["s_per_lava_step"]
                                            / runs["floating_pt"]["s_per_lava_step"]),

@@ -37,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true", help="export the raw, not the EMA, weights")
     p.add_argument("--threshold", type=float, default=None,
                    help="threshold guidance: export every IF neuron with this threshold")
-    p.add_argument("--weight-bits", type=int, default=8,
+    p.add_argument("--weight-bits", type=int, default=None,
                    help="lava: signed weight width of the bundle's fixed-point parameters "
-                        "(Loihi 2 holds 8)")
+                        "(default 8, what Loihi 2 holds; 2 to 8)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
 
@@ -119,6 +119,10 @@ def export_to_lava(args) -> dict:
     from export.torch_to_nir import export_nir
     from sddpm.sampling import model_from_checkpoint
 
+    bits = 8 if args.weight_bits is None else args.weight_bits
+    if not 2 <= bits <= 8:
+        raise SddpmError(f"--weight-bits must lie in [2, 8] (Loihi 2's synapses hold 8), "
+                         f"got {bits}")
     model, payload = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema,
                                            threshold=args.threshold)
     if payload["arch"] != "snn":
@@ -128,12 +132,12 @@ def export_to_lava(args) -> dict:
     # float64 in the bundle: the simulation is the check that Lava runs the trained model
     graph = export_nir(model.to(torch.float64), dtype=np.float64)
     digest = hashlib.sha256(Path(args.checkpoint).read_bytes()).hexdigest()
-    write_bundle(graph, folder, weight_bits=args.weight_bits, source={
+    write_bundle(graph, folder, weight_bits=bits, source={
         "checkpoint": str(args.checkpoint), "sha256": digest, "step": payload["step"],
         "preset": model.config.name, "ema": not args.no_ema, "threshold": args.threshold})
     schedule = balance(graph)
     return {"checkpoint": str(args.checkpoint), "output": str(folder),
-            "seconds": round(time.perf_counter() - t0, 2), "weight_bits": args.weight_bits,
+            "seconds": round(time.perf_counter() - t0, 2), "weight_bits": bits,
             "latency_steps": schedule.latency(),
             "steps_per_forward": schedule.steps_per_forward(model.config.timesteps),
             "processes": lava_process_counts(graph, schedule)}
@@ -162,6 +166,10 @@ def _print_summary(s: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.to == "nir" and args.weight_bits is not None:
+        print("sddpm-export: error: --weight-bits is for --to lava (a NIR file holds the "
+              "float graph)", file=sys.stderr)
+        return 2
     try:
         summary = export_to_lava(args) if args.to == "lava" else export_to_nir(args)
     except SddpmError as e:

@@ -153,7 +153,13 @@ def load_bundle(folder) -> tuple[nir.NIRGraph, dict]:
 def load_fixed_point(folder, graph: nir.NIRGraph, manifest: dict) -> FixedPointNetwork:
     """The bundle's fixed-point parameters (its checks passed in :func:`load_bundle`)."""
     entry = manifest.get("fixed_point")
-    if not isinstance(entry, dict) or entry.get("file") not in manifest["files"]:
+    if (not isinstance(entry, dict) or not isinstance(entry.get("file"), str)
+            or entry["file"] not in manifest["files"]):
         raise SddpmError(f"bundle {folder} lists no fixed-point parameters; the bundle is "
                          "damaged, write it again")
-    return read_fixed_point(Path(folder) / entry["file"], graph)
+    fixed = read_fixed_point(Path(folder) / entry["file"], graph)
+    if entry.get("weight_bits") != fixed.weight_bits:
+        raise SddpmError(f"bundle {folder}: the manifest says {entry.get('weight_bits')}-bit "
+                         f"weights, {entry['file']} holds {fixed.weight_bits}; the bundle is "
+                         "damaged, write it again")
+    return fixed

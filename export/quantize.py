@@ -1,6 +1,6 @@
 """Loihi 2 fixed point for an sddpm NIR graph: integer weights, thresholds, biases.
 
-What a neuron computes in Lava's ``fixed_pt`` LIF (see ``REFERENCE.md`` section 5) with
+What a neuron computes in Lava's ``fixed_pt`` LIF (``PyLifResetModelBitAcc``) with
 ``du = 4095`` (the hardware adds one: the current keeps nothing of its past) and
 ``dv = 0``::
 
@@ -95,7 +95,7 @@ def scale_groups(graph: nir.NIRGraph) -> list[set]:
     Two targets share a scale when one conv feeds both; the relation is closed
     transitively (union-find over the conv -> target edges).
     """
-    preds, succs = neighbours(graph)
+    _, succs = neighbours(graph)
     parent = {n: n for n, node in graph.nodes.items() if isinstance(node, (nir.IF, nir.Output))}
 
     def root(n):
@@ -152,7 +152,7 @@ def quantize_graph(graph: nir.NIRGraph, weight_bits: int = 8) -> FixedPointNetwo
     if not 2 <= int(weight_bits) <= 8:
         raise SddpmError(f"--weight-bits must lie in [2, 8] (Loihi 2's synapses hold 8), "
                          f"got {weight_bits}")
-    preds, succs = neighbours(graph)
+    preds, _ = neighbours(graph)
     w_max = 2 ** (int(weight_bits) - 1) - 1
     fixed = FixedPointNetwork(weight_bits=int(weight_bits))
     for group in scale_groups(graph):
@@ -243,7 +243,7 @@ def read_fixed_point(path, graph: nir.NIRGraph) -> FixedPointNetwork:
                     fixed.bias_exp[name] = g["bias_exp"][()]
             for name, w in f["weights"].items():
                 fixed.weights[name] = w[()].astype(np.int32)
-    except (OSError, KeyError) as e:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as e:
         raise SddpmError(f"{path} cannot be read as fixed-point parameters ({e}); export the "
                          "bundle again") from None
     check_against_graph(fixed, graph, path)
@@ -255,19 +255,26 @@ def check_against_graph(fixed: FixedPointNetwork, graph: nir.NIRGraph, what) -> 
     convs = {n: node for n, node in graph.nodes.items() if isinstance(node, nir.Conv2d)}
     pops = {n for n, node in graph.nodes.items() if isinstance(node, nir.IF)}
     targets = pops | set(graph.outputs)
-    w_max = 2 ** (fixed.weight_bits - 1) - 1
     problems = []
-    if set(fixed.weights) != set(convs) or set(fixed.scale) != targets or set(fixed.vth) != pops:
+    if not 2 <= fixed.weight_bits <= 8:
+        problems.append(f"weight_bits {fixed.weight_bits} is outside [2, 8]")
+    elif set(fixed.weights) != set(convs) or set(fixed.scale) != targets or set(fixed.vth) != pops:
         problems.append("its nodes differ from the graph's")
+    elif not all(np.isfinite(s) and s > 0 for s in fixed.scale.values()):
+        problems.append("a scale is not a positive number")
     else:
+        w_max = 2 ** (fixed.weight_bits - 1) - 1
+        mant_max = 2 ** (BIAS_MANT_BITS - 1)
         for name, w in fixed.weights.items():
             if w.shape != np.shape(convs[name].weight) or np.abs(w).max(initial=0) > w_max:
                 problems.append(f"weights of {name} have the wrong shape or range")
         for name in pops:
             channels = _channels(graph, name)
-            if (fixed.bias_mant[name].shape != (channels,) or not 1 <= fixed.vth[name] <= VTH_MAX
-                    or np.any(fixed.bias_exp[name] < 0)
-                    or np.any(fixed.bias_exp[name] > BIAS_EXP_MAX)):
+            mant, exp = fixed.bias_mant[name], fixed.bias_exp[name]
+            if (mant.shape != (channels,) or exp.shape != (channels,)
+                    or not 1 <= fixed.vth[name] <= VTH_MAX
+                    or np.any(mant < -mant_max) or np.any(mant >= mant_max)
+                    or np.any(exp < 0) or np.any(exp > BIAS_EXP_MAX)):
                 problems.append(f"threshold or bias of {name} is out of shape or range")
     if problems:
         raise SddpmError(f"{what} does not fit the bundle's graph ({problems[0]}); the bundle "

@@ -282,7 +282,7 @@ def _run_demo(args) -> None:
           f"error {d['max_eps_rel_error']:.1e}, {d['seconds_per_lava_step']} s per Lava step "
           f"-> {d['folder']}")
     f = d["fixed_point"]
-    print(f"  Lava fixed point (8-bit weights): {f['denoise_steps']} DDIM step(s), "
+    print(f"  Lava fixed point ({f['weight_bits']}-bit weights): {f['denoise_steps']} DDIM step(s), "
           f"{f['spike_mismatches']:,} of {f['reference_spikes']:,} spikes differ from the "
           f"PyTorch emulation; eps relative error against the float model "
           f"{f['eps_rel_error_vs_float']:.3f} -> {f['folder']}")

@@ -79,6 +79,7 @@ def _deploy(checkpoint: Path, out: Path, denoise_steps: int, fixed_point_steps: 
             "seconds_per_lava_step": round(sim["seconds_per_lava_step"], 3),
             "simulate_wall_s": sim["wall_s"], "folder": str(out / "simulate"),
             "fixed_point": {"denoise_steps": fixed["denoise_steps"],
+                            "weight_bits": fixed["weight_bits"],
                             "spike_mismatches": fixed["spike_mismatches"],
                             "reference_spikes": fixed["reference_spikes"],
                             "eps_rel_error_vs_float":

@@ -49,8 +49,9 @@ class QuantisationAwareNetwork(torch.nn.Module):
         # one scale per conv: its targets share one (see export.quantize.scale_groups)
         self.scales = [fixed.scale[succs[c][0]] for c in self.convs]
         self.shadow = torch.nn.ParameterList(
+            # float64, as exported: round(W s) must give the deployed integers exactly
             torch.nn.Parameter(torch.as_tensor(np.asarray(graph.nodes[c].weight),
-                                               dtype=torch.float32)) for c in self.convs)
+                                               dtype=torch.float64)) for c in self.convs)
         self.w_max = 2 ** (fixed.weight_bits - 1) - 1
         (self.output,) = graph.outputs
         self.output_bias = torch.as_tensor(summed_bias(graph, self.output))[:, None, None]
@@ -59,8 +60,15 @@ class QuantisationAwareNetwork(torch.nn.Module):
 
     def integer_weights(self) -> dict:
         """The shadow weights at the deployed scales, rounded (straight through) and clipped."""
-        return {c: self.quantize(w * s).clamp(-self.w_max, self.w_max)
+        dtype = self.emulator.dtype  # integers up to 127: exact in it
+        return {c: self.quantize(w * s).clamp(-self.w_max, self.w_max).to(dtype)
                 for c, w, s in zip(self.convs, self.shadow, self.scales)}
+
+    def train(self, mode: bool = True):
+        """Only the shadow weights train: the host side (its BatchNorm) stays deployed."""
+        super().train(mode)
+        self.host.eval()
+        return self
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -120,6 +128,8 @@ def finetune(bundle, out, *, steps: int, lr: float, batch: int, seed: int = 0,
     from sddpm.diffusion import GaussianDiffusion
     from sddpm.presets import ModelConfig
 
+    from sddpm.outputs import writable_folder
+
     graph, manifest = load_bundle(bundle)
     if Path(out).resolve() == Path(bundle).resolve():
         raise SddpmError(f"--out {out} is the input bundle; fine-tune into a new folder")
@@ -129,6 +139,7 @@ def finetune(bundle, out, *, steps: int, lr: float, batch: int, seed: int = 0,
                          "over all steps: export without --diffusion-step")
     config = ModelConfig.from_dict(manifest["model_config"])
     data = load_dataset(config.dataset, image_size=config.image_size, data_dir=data_dir)
+    writable_folder(out, "--out")  # checked before the work, created once the inputs are
     diffusion = GaussianDiffusion(config.diffusion_steps)
     torch.manual_seed(seed)
     model = QuantisationAwareNetwork(graph, fixed)
@@ -209,9 +220,6 @@ def run(args) -> None:
                          "--fixed-point (float fine-tuning is 'sddpm train --resume')")
     if not args.lr > 0:
         raise SddpmError(f"--lr must be positive, got {args.lr}")
-    from sddpm.outputs import writable_folder
-
-    writable_folder(args.out, "--out")
     r = finetune(args.bundle, args.out, steps=args.steps, lr=args.lr, batch=args.batch,
                  seed=args.seed, data_dir=args.data_dir, progress=not args.json)
     if args.json:

@@ -1,17 +1,20 @@
 """A PyTorch emulation of the fixed-point deployment, bit for bit with Lava ``fixed_pt``.
 
 Every population is lava-dl SLAYER's Loihi CUBA neuron (``slayer.neuron.cuba``) with
-``current_decay = 1`` and ``voltage_decay = 0``: SLAYER keeps its states at 64 x the
-weight scale and its threshold at ``vth / 64``, so integer weights enter as ``w / 64``
-and Loihi's bias (added to ``v`` unshifted) as ``bias / 4096``; SLAYER's integer
-dynamics then compute exactly Lava's ``v += (a_in << 6) + bias``, spike on
-``v > vth << 6``. Where Loihi's 24-bit words would wrap or clip (which SLAYER does not
-model) the emulation stops with an error instead of silently differing.
+``current_decay = 1`` and ``voltage_decay = 0``: its integer dynamics add up the input
+times 4096 and spike at ``4096 * threshold``. Lava's neuron does
+``v += (a_in << 6) + bias``, spikes on ``v > vth << 6``. Fed ``a_in + bias / 64`` with
+threshold ``vth + 1/64``, SLAYER's state is ``64 v`` and it spikes on
+``64 v >= 64 (64 vth + 1)``: exactly Lava's strict ``>`` on integers. SLAYER's own
+epsilon (0.01 / 4096) is set to 0: float32 drops it for some thresholds and keeps it
+for others, which would blur the comparison.
+Where Loihi's 24-bit words would wrap or clip (which SLAYER does not model) so that the
+result would change, the emulation stops with an error instead of silently differing.
 
 A population runs all T timesteps at once (the graph has no recurrence), so a whole
 sampling run fits in ordinary batched convolutions: fast enough for full samplers.
-float32 is exact here: every value is an integer (or an integer / 4096) below 2^24,
-which the 24-bit range checks guarantee.
+float32 is exact here: every value is an integer times a power of two below 2^24 in
+mantissa, which the 24-bit range checks guarantee.
 """
 
 from __future__ import annotations
@@ -57,23 +60,29 @@ class FixedPointEmulator:
         self.neurons, self.bias = {}, {}
         for name, node in graph.nodes.items():
             if isinstance(node, nir.IF):
-                self.neurons[name] = cuba.Neuron(
-                    threshold=fixed.vth[name] / SLAYER_SCALE, current_decay=1.0,
-                    voltage_decay=0.0, scale=SLAYER_SCALE)
+                # SLAYER's threshold mantissa is (64 vth + 1): see the module docstring
+                neuron = cuba.Neuron(threshold=fixed.vth[name] + 1 / SLAYER_SCALE,
+                                     current_decay=1.0, voltage_decay=0.0, scale=SLAYER_SCALE)
+                # its epsilon would make '>=' a '>' on top of the +1, where float32 keeps
+                # it (vth < 64): the +1 alone is Lava's strict comparison
+                neuron.threshold_eps = 0.0
+                self.neurons[name] = neuron
                 bias = torch.as_tensor(fixed.effective_bias(name), dtype=dtype)
-                self.bias[name] = bias[None, :, None, None] / SLAYER_SCALE ** 2
+                self.bias[name] = bias[None, :, None, None]
 
     def _neuron(self, name: str, a_in: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Integer ``a_in [T, B, C, H, W]`` -> spikes of the same shape."""
+        """Integer ``a_in [T, B, C, H, W]`` and integer ``bias`` (broadcast) -> spikes."""
         if a_in.abs().max() * (1 << ACTIVATION_SHIFT) >= STATE_LIMIT:
             raise SddpmError(f"{name}: the input current reaches {int(a_in.abs().max())}, which "
                              "wraps Loihi's 24-bit current; quantise with fewer weight bits")
-        x = a_in / SLAYER_SCALE + bias  # [T, B, C, H, W]
+        x = a_in + bias / SLAYER_SCALE  # [T, B, C, H, W]: SLAYER's state is 64 v
         neuron = self.neurons[name]
         _, voltage = neuron.dynamics(x.permute(1, 2, 3, 4, 0).contiguous())
-        if (voltage.abs() * SLAYER_SCALE ** 2).max() >= STATE_LIMIT:
-            raise SddpmError(f"{name}: the voltage leaves Loihi's 24-bit range (where it "
-                             "clips); quantise with fewer weight bits")
+        # Lava clips v to 24 bits; above, v is past every threshold and resets alike,
+        # below, the clipped v would differ from SLAYER's
+        if (voltage.min() * SLAYER_SCALE) <= -STATE_LIMIT:  # voltage is v / 64
+            raise SddpmError(f"{name}: the voltage falls below Loihi's 24-bit range (where "
+                             "it clips); quantise with fewer weight bits")
         return neuron.spike(voltage).permute(4, 0, 1, 2, 3)
 
     @torch.no_grad()

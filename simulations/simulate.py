@@ -39,6 +39,10 @@ def _reference(args, graph, manifest):
 
     if not args.checkpoint:
         return GraphReference(graph), "reference executor (PyTorch, from the bundle)"
+    if "finetuned_from" in manifest["source"]:
+        raise SddpmError("this bundle was fine-tuned: its weights are no checkpoint's any more; "
+                         "simulate it without --checkpoint (its own float graph is the "
+                         "reference)")
     from sddpm.sampling import model_from_checkpoint
 
     model, payload = model_from_checkpoint(args.checkpoint,

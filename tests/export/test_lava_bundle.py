@@ -185,6 +185,10 @@ def test_finetune_fixed_point_writes_a_bundle_lava_runs_bit_exact(bundle, tmp_pa
                   "--out", tmp_path / "sim", "--json", timeout=600)
     assert sim.returncode == 0, sim.stderr
     assert json.loads(sim.stdout)["spike_mismatches"] == 0
+    # its weights are no checkpoint's any more: comparing with one is refused
+    sim = run_cli("sddpm", "simulate", out, "--checkpoint", manifest["source"]["checkpoint"],
+                  "--out", tmp_path / "sim2")
+    assert sim.returncode == 2 and "was fine-tuned" in sim.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -195,3 +199,13 @@ def test_finetune_options_are_checked_first(bundle, tmp_path, args, message):
     result = run_cli("sddpm", "finetune", bundle[0], "--out", tmp_path / "o", *args)
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--to", "lava", "--weight-bits", "9"), "--weight-bits must lie in [2, 8]"),
+    (("--to", "nir", "--weight-bits", "8"), "--weight-bits is for --to lava"),
+])
+def test_export_weight_bits_are_checked(tiny_checkpoint, tmp_path, args, message):
+    result = run_cli("sddpm-export", tiny_checkpoint, "-o", tmp_path / "x", *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "x").exists()

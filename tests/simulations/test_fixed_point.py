@@ -97,17 +97,48 @@ def test_emulation_is_the_same_in_float32_and_float64():
     assert all(s.sum() > 0 for s in spikes64.values())
 
 
+def _lava_lif_reset(a_in, bias, vth):
+    """Lava's ``PyLifResetModelBitAcc`` over T steps (du = 4095, dv = 0), transcribed."""
+    v, spikes = np.zeros(a_in.shape[1:], dtype=np.int64), []
+    for a in a_in:
+        v = np.clip(v + (a.astype(np.int64) << 6) + bias, -(2 ** 23 - 1), 2 ** 23 - 1)
+        s = v > (vth << 6)
+        v = np.where(s, 0, v)
+        spikes.append(s)
+    return np.stack(spikes)
+
+
+@pytest.mark.parametrize("vth", [3, 40, 300, 5000, 2 ** 17 - 1])
+def test_the_emulated_neuron_fires_as_lavas_at_the_threshold_edge(vth):
+    # v lands exactly on vth << 6, one below and one above, at every threshold size:
+    # float32 must not blur Lava's strict '>'; positive clipping changes nothing
+    _, graph = _graph()
+    fixed = quantize_graph(graph)
+    pop = "encoder.neuron"
+    fixed.vth[pop] = vth
+    emulator = FixedPointEmulator(graph, fixed)
+    C, H, W = np.shape(graph.nodes[pop].v_threshold)
+    rng = np.random.default_rng(vth)
+    a_in = rng.choice([vth - 1, vth, vth - 2, 0, 1], size=(5, 2, C, H, W))
+    bias = rng.choice([-1, 0, 1, 63, 64, 65], size=C)
+    got = emulator._neuron(pop, torch.as_tensor(a_in, dtype=torch.float32),
+                           torch.as_tensor(bias, dtype=torch.float32)[None, :, None, None])
+    expected = _lava_lif_reset(a_in, bias[None, :, None, None], vth)
+    assert np.array_equal(got.numpy() > 0, expected)
+    assert 0 < expected.mean() < 1
+
+
 def test_the_emulation_refuses_what_loihis_24_bit_states_cannot_hold():
     config, graph = _graph()
     fixed = quantize_graph(graph)
     pop = "encoder.neuron"
     with pytest.raises(SddpmError, match="beyond the 24-bit state"):
         fixed.host_current(pop, np.full((4, 8, 8), 1e6))
-    # a bias this large never lets v reach a threshold it cannot hold
-    fixed.vth[pop] = 2 ** 17 - 1
-    fixed.bias_mant[pop] = np.full_like(fixed.bias_mant[pop], 4095)
+    # the most negative bias drives v below -2^23 within 16 steps, where Lava clips
+    fixed.bias_mant[pop] = np.full_like(fixed.bias_mant[pop], -4096)
     fixed.bias_exp[pop] = np.full_like(fixed.bias_exp[pop], 7)
     inputs = FixedPointNoisePredictor(graph, fixed).integer_inputs(_x(1), torch.tensor([5]))
+    FixedPointEmulator(graph, fixed).run(inputs, 12)  # not yet there
     with pytest.raises(SddpmError, match="24-bit range"):
         FixedPointEmulator(graph, fixed).run(inputs, 40)
 
