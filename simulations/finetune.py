@@ -26,11 +26,11 @@ import nir
 import numpy as np
 import torch
 
-from export.executor import ExportedNoisePredictor, HostSide
+from export.executor import ExportedNoisePredictor
 from export.nir_file import graph_info, neighbours
-from export.quantize import FixedPointNetwork, summed_bias
+from export.quantize import FixedPointNetwork
 from sddpm.errors import SddpmError
-from simulations.fixed_emulator import FixedPointEmulator, _slayer_cuba
+from simulations.fixed_emulator import FixedPointNoisePredictor, _slayer_cuba
 
 PROBE_SIZE = 64
 
@@ -41,8 +41,10 @@ class QuantisationAwareNetwork(torch.nn.Module):
     def __init__(self, graph: nir.NIRGraph, fixed: FixedPointNetwork):
         super().__init__()
         self.graph, self.fixed = graph, fixed
-        self.emulator = FixedPointEmulator(graph, fixed)
-        self.host = HostSide(graph)  # float64, as the deployment's host
+        # the deployment's own host encoding, emulation and decoding; only weights differ
+        self.deployment = FixedPointNoisePredictor(graph, fixed)
+        self.emulator = self.deployment.emulator
+        self.host = self.deployment.host  # float64, as the deployment's host
         self.host.requires_grad_(False)
         _, succs = neighbours(graph)
         self.convs = sorted(fixed.weights)
@@ -53,9 +55,6 @@ class QuantisationAwareNetwork(torch.nn.Module):
             torch.nn.Parameter(torch.as_tensor(np.asarray(graph.nodes[c].weight),
                                                dtype=torch.float64)) for c in self.convs)
         self.w_max = 2 ** (fixed.weight_bits - 1) - 1
-        (self.output,) = graph.outputs
-        self.output_bias = torch.as_tensor(summed_bias(graph, self.output))[:, None, None]
-        self.consumer = {name: succs[name][0] for name in graph.inputs}
         self.quantize = _slayer_quantize()
 
     def integer_weights(self) -> dict:
@@ -71,15 +70,10 @@ class QuantisationAwareNetwork(torch.nn.Module):
         return self
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            feeds = self.host.inputs(x.double(), t)
-            inputs = {n: torch.from_numpy(self.fixed.host_current(self.consumer[n],
-                                                                  feeds[n].numpy()))
-                      for n in self.graph.inputs}
-        T = self.host.config.timesteps
-        outputs, _ = self.emulator.forward(inputs, T, self.integer_weights())
-        stream = outputs[self.output].double() / self.fixed.scale[self.output] + self.output_bias
-        return self.host.net.decoder(stream.reshape(-1, *stream.shape[2:])).to(x.dtype)
+        inputs = self.deployment.integer_inputs(x.double(), t)
+        outputs, _ = self.emulator.forward(inputs, self.host.config.timesteps,
+                                           self.integer_weights())
+        return self.deployment.decode(outputs[self.deployment.output]).to(x.dtype)
 
     def deployed(self) -> tuple[nir.NIRGraph, FixedPointNetwork]:
         """The fine-tuned graph (shadow weights) and its integers at the same scales."""

@@ -154,9 +154,11 @@ class FixedPointNoisePredictor:
                 for name in self.graph.inputs}
 
     def decode(self, stream: torch.Tensor) -> torch.Tensor:
-        """Integer stream ``[T, B, C, H, W]`` -> predicted noise."""
-        values = torch.from_numpy(self.fixed.output_value(self.output, stream.double().numpy()))
-        return self.host.decode(values + self.output_bias)
+        """Integer stream ``[T, B, C, H, W]`` -> predicted noise (differentiable: the
+        fine-tuning trains through it)."""
+        values = stream.double() / self.fixed.scale[self.output] + self.output_bias
+        T, B = values.shape[:2]
+        return self.host.net.decoder(values.reshape(T * B, *values.shape[2:]))
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict]:
         step = self.host.info["diffusion_step"]
@@ -164,4 +166,5 @@ class FixedPointNoisePredictor:
             raise SddpmError(f"this graph was exported for diffusion step {step} only")
         outputs, spikes = self.emulator.run(self.integer_inputs(x.double(), t),
                                             self.host.config.timesteps)
-        return self.decode(outputs[self.output]), spikes
+        with torch.no_grad():
+            return self.decode(outputs[self.output]), spikes
