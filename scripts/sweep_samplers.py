@@ -4,6 +4,8 @@ For each checkpoint and sampler, samples ``--n`` images from the same seed and m
 them (``sddpm eval``'s metrics), and profiles ``--profile-n`` images with the same
 sampler for the energy per image (45 nm fp32, 'paper' and 'strict'; ``sddpm energy``).
 Writes a CSV/JSON table and a quality-against-energy plot (the Pareto front marked).
+Resumable: rows already in ``OUT/samplers.json`` for the same checkpoint, sampler, ``--n``
+and seed are kept and not sampled again, so a stopped sweep picks up where it was.
 
     python scripts/sweep_samplers.py [CKPT ...] [--samplers ddpm-1000 ddim-10 ddim-20
         ddim-50 ddim-100] [--n 200] [--out runs/sweeps/samplers]
@@ -74,29 +76,43 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--profile-n", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=100,
+                        help="images sampled at once (memory against speed)")
     parser.add_argument("--out", default="runs/sweeps/samplers")
     args = parser.parse_args()
     samplers = [parse_sampler(s) for s in args.samplers]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     hardware = load_profile("45nm-fp32")
+    table = out / "samplers.json"
+    done = json.loads(table.read_text()) if table.is_file() else []
     rows = []
     for checkpoint in args.checkpoints:
         for name, steps in samplers:
+            label = f"{name}-{steps}"
+            kept = [r for r in done if (r["checkpoint"], r["label"], r["images"], r["seed"])
+                    == (str(checkpoint), label, args.n, args.seed)]
+            if kept:
+                rows.append(kept[0])
+                print(f"{kept[0]['arch']} {label}: kept from {table}", flush=True)
+                continue
             r = evaluate_checkpoint(checkpoint, n=args.n, sampler=name, steps=steps,
-                                    seed=args.seed, progress=False)
+                                    seed=args.seed, batch=args.batch, progress=True)
             profile = profile_checkpoint(checkpoint, sampler=name, steps=steps,
                                          n=args.profile_n, seed=args.seed, progress=False)
             for convention in ("paper", "strict"):
                 report = energy_report(profile, hardware, convention)
                 r[f"energy_{convention}_mJ_per_image"] = report.per_image_mj
-            r["label"] = f"{name}-{steps}"
+            r["label"] = label
             rows.append(r)
             print(f"{r['arch']} {r['label']}: classifier-FID {r['fid']:.3f}, KID "
                   f"{r['kid_mean']:.4f} +- {r['kid_std']:.4f}, "
                   f"{r['energy_paper_mJ_per_image']:.2f} mJ per image ('paper'), "
                   f"{r['seconds']} s", flush=True)
-            (out / "samplers.json").write_text(json.dumps(rows, indent=2) + "\n")
+            others = [d for d in done if d not in rows]
+            partial = table.with_suffix(".json.part")
+            partial.write_text(json.dumps(others + rows, indent=2) + "\n")
+            partial.replace(table)  # atomic: a stopped sweep never leaves half a table
     keys = ["arch", "label", "fid", "kid_mean", "kid_std", "energy_paper_mJ_per_image",
             "energy_strict_mJ_per_image", "images", "seed", "seconds", "checkpoint"]
     with open(out / "samplers.csv", "w", newline="") as f:

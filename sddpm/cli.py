@@ -179,9 +179,11 @@ def _run_energy(args) -> None:
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="sample quality: classifier-FID and KID (offline)")
+    p = sub.add_parser("eval", help="sample quality: classifier-FID and KID (offline), "
+                                    "or Inception FID/KID/IS from a local weights file")
     p.add_argument("checkpoint")
-    p.add_argument("--metric", nargs="+", default=["fid", "kid"], help="fid and/or kid")
+    p.add_argument("--metric", nargs="+", default=["fid", "kid"],
+                   help="fid and/or kid; 'is' as well with --inception-weights")
     p.add_argument("--n", type=_positive_int, default=1000, help="images generated")
     p.add_argument("--sampler", default="ddim", help="ddpm (all steps) or ddim")
     p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps")
@@ -192,6 +194,12 @@ def _add_eval(sub) -> None:
     p.add_argument("--classifier", default=None,
                    help="feature extractor (default: the shipped one; "
                         "scripts/train_classifier.py writes one)")
+    p.add_argument("--inception-weights", default=None, metavar="FILE",
+                   help="torch-fidelity's InceptionV3 weights "
+                        "(weights-inception-2015-12-05-6726825d.pth): Inception features "
+                        "instead of the classifier's")
+    p.add_argument("--real-n", type=_positive_int, default=None,
+                   help="real test images for the Inception statistics (default 10000)")
     p.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST idx files")
     p.add_argument("--out", default=None, help="also write the result JSON here")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -205,19 +213,30 @@ def _run_eval(args) -> None:
                                  steps=args.steps, threshold=args.threshold, seed=args.seed,
                                  batch=args.batch, classifier=args.classifier,
                                  metrics=args.metric, data_dir=args.data_dir,
-                                 progress=not args.json)
+                                 inception_weights=args.inception_weights,
+                                 real_n=args.real_n, progress=not args.json)
     if out:
         save_result(result, out)
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    parts = [f"classifier-FID {result['fid']:.3f}" if "fid" in result else "",
-             f"classifier-KID {result['kid_mean']:.5f} +- {result['kid_std']:.5f}"
-             if "kid_mean" in result else ""]
+    kind = "Inception" if args.inception_weights else "classifier"
+    parts = [f"{kind}-FID {result['fid']:.3f}" if "fid" in result else "",
+             f"{kind}-KID {result['kid_mean']:.5f} +- {result['kid_std']:.5f}"
+             if "kid_mean" in result else "",
+             f"IS {result['is_mean']:.3f} +- {result['is_std']:.3f}"
+             if "is_mean" in result else ""]
+    if args.inception_weights:
+        weights = "official" if result["official_weights"] else "NOT the official"
+        where = (f"{weights} pt_inception-2015-12-05 weights, {result['real_images']} real "
+                 f"test images; " + ("comparable to papers' Inception scores"
+                                     if result["comparable_to_papers"] else
+                                     "not comparable to papers (see README, Evaluation)"))
+    else:
+        where = (f"feature extractor: {result['feature_extractor']}, test accuracy "
+                 f"{result['classifier_test_accuracy']:.4f}; not comparable to Inception FIDs")
     print(f"{result['arch']} {result['preset']}, {args.n} images ({result['sampler']}-"
-          f"{result['sampler_steps']}): {', '.join(p for p in parts if p)} "
-          f"(feature extractor: {result['feature_extractor']}, test accuracy "
-          f"{result['classifier_test_accuracy']:.4f}; not comparable to Inception FIDs)")
+          f"{result['sampler_steps']}): {', '.join(p for p in parts if p)} ({where})")
 
 
 def _add_simulate(sub) -> None:

@@ -95,8 +95,13 @@ def save_result(result: dict, path) -> Path:
 def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int = 50,
                         threshold: float | None = None, seed: int = 0, batch: int = 250,
                         classifier=None, metrics=METRICS, data_dir=None,
+                        inception_weights=None, real_n: int | None = None,
                         progress: bool = True) -> dict:
-    """Generate ``n`` images from a checkpoint and measure them (see :func:`fid_kid`)."""
+    """Generate ``n`` images from a checkpoint and measure them (see :func:`fid_kid`).
+
+    With ``inception_weights`` the features are torch-fidelity's InceptionV3 instead of
+    the classifier's, and ``metrics`` may include ``is`` (:mod:`sddpm.inception`).
+    """
     import time
 
     from sddpm.diffusion import SAMPLERS, GaussianDiffusion
@@ -104,24 +109,45 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
     from sddpm.sampling import model_from_checkpoint, sample_images
 
     classifier = Path(classifier or DEFAULT_CLASSIFIER)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise SddpmError(f"unknown metric {unknown[0]!r}; expected fid and/or kid")
     if sampler not in SAMPLERS:
         raise SddpmError(f"unknown sampler {sampler!r}; choose 'ddpm' or 'ddim'")
-    if not classifier.is_file():
-        raise SddpmError(f"no classifier at {classifier}; train one with "
-                         "'python scripts/train_classifier.py' or pass --classifier")
+    inception = None
+    if inception_weights is not None:
+        from sddpm.inception import (PAPER_SCALE_IMAGES, check_inception_metrics,
+                                     load_inception, weights_digest)
+
+        check_inception_metrics(metrics)
+        # checked before sampling, which is the long part
+        inception, digest = load_inception(inception_weights), weights_digest(inception_weights)
+    else:
+        if "is" in metrics:
+            raise SddpmError("the Inception Score needs Inception's logits; pass "
+                             "--inception-weights FILE")
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise SddpmError(f"unknown metric {unknown[0]!r}; expected fid and/or kid")
+        if real_n is not None:
+            raise SddpmError("--real-n applies to Inception metrics only; the classifier "
+                             "metrics use the whole test set")
+        if not classifier.is_file():
+            raise SddpmError(f"no classifier at {classifier}; train one with "
+                             "'python scripts/train_classifier.py' or pass --classifier")
     model, payload = model_from_checkpoint(checkpoint, threshold=threshold)
     config = ModelConfig.from_dict(payload["model_config"])
     if config.dataset != "fmnist":
-        raise SddpmError(f"the offline metrics use a Fashion-MNIST classifier; "
+        raise SddpmError(f"the metrics compare with the Fashion-MNIST test set; "
                          f"{checkpoint} was trained on {config.dataset}")
     t0 = time.perf_counter()
     images = sample_images(model, GaussianDiffusion(config.diffusion_steps), config, n=n,
                            sampler=sampler, steps=steps, seed=seed, batch=batch,
                            progress=progress)
-    result = evaluate_images(images, classifier, metrics, data_dir)
+    if inception is None:
+        result = evaluate_images(images, classifier, metrics, data_dir)
+    else:
+        from sddpm.inception import evaluate_with_inception
+
+        result = evaluate_with_inception(images, inception, digest, metrics,
+                                         real_n or PAPER_SCALE_IMAGES, data_dir, progress)
     result.update({"checkpoint": str(checkpoint), "arch": payload["arch"],
                    "preset": config.name, "trained_steps": payload["step"],
                    "sampler": sampler,

@@ -1,6 +1,7 @@
 """Offline sample quality: the classifier, its features, FID and KID."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,7 +75,7 @@ def test_eval_cli_reports_fid_and_kid(tmp_path):
 def test_eval_refuses_bad_input_in_one_line(tiny_checkpoint, tmp_path):
     for args, message in [((tiny_checkpoint, "--classifier", tmp_path / "none.pt"),
                            "no classifier at"),
-                          ((tiny_checkpoint, "--metric", "is"), "unknown metric 'is'")]:
+                          ((tiny_checkpoint, "--metric", "ssim"), "unknown metric 'ssim'")]:
         result = run_cli("sddpm", "eval", *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
 
@@ -92,3 +93,84 @@ def test_threshold_sweep_writes_its_table_and_plot(tmp_path):
     assert [r["threshold"] for r in rows] == [0.99, 1.0]
     assert (out / "threshold_sweep.png").stat().st_size > 0
     assert len((out / "threshold_sweep.csv").read_text().splitlines()) == 3
+
+
+class _RunsCodeWhenUnpickled:
+    """A payload a hostile weights file could carry: unpickling it writes a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "ran"))
+
+
+@pytest.fixture(scope="module")
+def random_inception_weights(tmp_path_factory):
+    """A state dict with torch-fidelity's InceptionV3 layout and random values.
+
+    The real weights come from GitHub, which tests cannot reach; the layout is what the
+    loading, feature and metric path depends on.
+    """
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+
+    torch.manual_seed(0)
+    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}), \
+            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict",
+                              lambda self, state: None):
+        model = fe.FeatureExtractorInceptionV3("random", ["2048"])
+    path = tmp_path_factory.mktemp("inception") / "random-inception.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_images_become_uint8_rgb_for_inception():
+    from sddpm.inception import to_uint8_rgb
+
+    x = torch.tensor([-1.0, 0.0, 1.0, 2.0]).view(1, 1, 2, 2)
+    out = to_uint8_rgb(x)
+    assert out.dtype == torch.uint8 and out.shape == (1, 3, 2, 2)
+    assert out[0, 2].flatten().tolist() == [0, 128, 255, 255]
+
+
+@pytest.mark.skipif(not HAVE_FMNIST, reason="Fashion-MNIST is not installed")
+def test_eval_with_local_inception_weights_reports_fid_kid_and_is(random_inception_weights,
+                                                                  tmp_path):
+    args = ("sddpm", "eval", ROOT / "checkpoints" / "fmnist-small-snn.pt", "--n", "6",
+            "--steps", "1", "--metric", "fid", "kid", "is", "--inception-weights",
+            random_inception_weights, "--real-n", "8", "--json")
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    result = run_cli(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["fid"] > 0 and report["kid_subset_size"] == 6 and report["real_images"] == 8
+    # IS = exp(E KL(p(y|x) || p(y))) >= 1; random weights predict almost alike, so ~1
+    assert report["is_mean"] >= 1.0 - 1e-9 and report["is_splits"] == 1
+    assert report["official_weights"] is False and report["comparable_to_papers"] is False
+    cached = list((tmp_path / "sddpm").glob("inception-*-fmnist-test-8.npy"))
+    assert len(cached) == 1 and np.load(cached[0]).shape == (8, 2048)
+    again = json.loads(run_cli(*args, env=env).stdout)  # from the cache, same numbers
+    assert again["fid"] == pytest.approx(report["fid"], rel=1e-9)
+
+
+def test_inception_weights_are_loaded_without_running_pickled_code(tmp_path, tiny_checkpoint):
+    marker = tmp_path / "ran.txt"
+    hostile = tmp_path / "hostile.pth"
+    torch.save({"fc.weight": torch.zeros(1), "payload": _RunsCodeWhenUnpickled(marker)},
+               hostile)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"fc.weight": torch.zeros(3)}, wrong)
+    for args, message in [
+            (("--inception-weights", hostile), "is not a plain tensor file"),
+            (("--inception-weights", wrong), "does not fit torch-fidelity's InceptionV3"),
+            (("--inception-weights", tmp_path / "none.pth"), "no Inception weights at"),
+            (("--inception-weights", wrong, "--metric", "fid", "lpips"),
+             "unknown metric 'lpips'"),
+            (("--metric", "is"), "needs Inception's logits"),
+            (("--real-n", "5"), "--real-n applies to Inception metrics only")]:
+        result = run_cli("sddpm", "eval", tiny_checkpoint, *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not marker.exists()
