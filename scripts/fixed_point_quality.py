@@ -15,13 +15,12 @@ several diffusion steps.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from sweep_table import save_rows, write_csv
 
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.diffusion import GaussianDiffusion
@@ -143,11 +142,8 @@ def main() -> None:
                 {"probe": probe, "bundle": str(folder)})
     keys = ["bits", "bundle", "fid", "kid_mean", "kid_std", "images", "sampler", "sampler_steps", "seed",
             "seconds"]
-    with open(out / "fixed_point.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    (out / "fixed_point.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_csv(out / "fixed_point.csv", rows, keys)
+    save_rows(out / "fixed_point.json", rows)
     plot(rows, out / "fixed_point.png")
     print(f"wrote {out}/fixed_point.csv, .json, .png")
 

@@ -14,9 +14,9 @@ and seed are kept and not sampled again, so a stopped sweep picks up where it wa
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 from pathlib import Path
+
+from sweep_table import load_rows, save_rows, write_csv
 
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.errors import SddpmError
@@ -85,7 +85,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     hardware = load_profile("45nm-fp32")
     table = out / "samplers.json"
-    done = json.loads(table.read_text()) if table.is_file() else []
+    done = load_rows(table)
     rows = []
     for checkpoint in args.checkpoints:
         for name, steps in samplers:
@@ -109,16 +109,10 @@ def main() -> None:
                   f"{r['kid_mean']:.4f} +- {r['kid_std']:.4f}, "
                   f"{r['energy_paper_mJ_per_image']:.2f} mJ per image ('paper'), "
                   f"{r['seconds']} s", flush=True)
-            others = [d for d in done if d not in rows]
-            partial = table.with_suffix(".json.part")
-            partial.write_text(json.dumps(others + rows, indent=2) + "\n")
-            partial.replace(table)  # atomic: a stopped sweep never leaves half a table
-    keys = ["arch", "label", "fid", "kid_mean", "kid_std", "energy_paper_mJ_per_image",
-            "energy_strict_mJ_per_image", "images", "seed", "seconds", "checkpoint"]
-    with open(out / "samplers.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+            save_rows(table, [d for d in done if d not in rows] + rows)
+    write_csv(out / "samplers.csv", rows,
+              ["arch", "label", "fid", "kid_mean", "kid_std", "energy_paper_mJ_per_image",
+               "energy_strict_mJ_per_image", "images", "seed", "seconds", "checkpoint"])
     plot(rows, out / "samplers.png")
     print(f"wrote {out}/samplers.csv, .json, .png")
 

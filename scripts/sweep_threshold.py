@@ -10,9 +10,9 @@ threshold samples from the same seed, so the runs differ by the threshold alone.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 from pathlib import Path
+
+from sweep_table import save_rows, write_csv
 
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.evaluation import evaluate_checkpoint
@@ -58,11 +58,8 @@ def main() -> None:
               f"{r['kid_mean']:.4f} +- {r['kid_std']:.4f} ({r['seconds']} s)", flush=True)
     keys = ["threshold", "fid", "kid_mean", "kid_std", "images", "sampler", "sampler_steps",
             "seed", "seconds"]
-    with open(out / "threshold_sweep.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    (out / "threshold_sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_csv(out / "threshold_sweep.csv", rows, keys)
+    save_rows(out / "threshold_sweep.json", rows)
     plot(rows, out / "threshold_sweep.png")
     print(f"wrote {out}/threshold_sweep.csv, .json, .png")
 
