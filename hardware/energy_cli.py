@@ -43,6 +43,16 @@ def profile_checkpoint(path, *, sampler: str = "ddim", steps: int | None = 50, n
     return profile
 
 
+def energy_per_image(path, *, sampler: str = "ddim", steps: int | None = 50, n: int = 4,
+                     seed: int = 0, hardware: str = "45nm-fp32") -> dict:
+    """mJ per generated image under each convention, from ``n`` profiled images."""
+    profile = profile_checkpoint(path, sampler=sampler, steps=steps, n=n, seed=seed,
+                                 progress=False)
+    return {f"energy_{c}_mJ_per_image": energy_report(profile, load_profile(hardware),
+                                                      c).per_image_mj
+            for c in CONVENTIONS}
+
+
 def write_layer_csv(report, path) -> Path:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)

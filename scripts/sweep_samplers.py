@@ -66,9 +66,7 @@ def plot(rows: list, path) -> None:
 
 
 def main() -> None:
-    from hardware.energy import energy_report
-    from hardware.energy_cli import profile_checkpoint
-    from hardware.hardware_profiles import load_profile
+    from hardware.energy_cli import energy_per_image
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="*", default=[str(SHIPPED_CHECKPOINT)])
@@ -83,7 +81,6 @@ def main() -> None:
     samplers = [parse_sampler(s) for s in args.samplers]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    hardware = load_profile("45nm-fp32")
     table = out / "samplers.json"
     done = load_rows(table)
     rows = []
@@ -98,11 +95,8 @@ def main() -> None:
                 continue
             r = evaluate_checkpoint(checkpoint, n=args.n, sampler=name, steps=steps,
                                     seed=args.seed, batch=args.batch, progress=True)
-            profile = profile_checkpoint(checkpoint, sampler=name, steps=steps,
-                                         n=args.profile_n, seed=args.seed, progress=False)
-            for convention in ("paper", "strict"):
-                report = energy_report(profile, hardware, convention)
-                r[f"energy_{convention}_mJ_per_image"] = report.per_image_mj
+            r.update(energy_per_image(checkpoint, sampler=name, steps=steps,
+                                      n=args.profile_n, seed=args.seed))
             r["label"] = label
             rows.append(r)
             print(f"{r['arch']} {r['label']}: classifier-FID {r['fid']:.3f}, KID "

@@ -65,9 +65,7 @@ def plot(rows: list, out: Path) -> None:
 
 
 def main() -> None:
-    from hardware.energy import energy_report
-    from hardware.energy_cli import profile_checkpoint
-    from hardware.hardware_profiles import load_profile
+    from hardware.energy_cli import energy_per_image
     from sddpm.evaluation import evaluate_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -85,7 +83,6 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     table = out / "timesteps.json"
     done, rows = load_rows(table), []
-    hardware = load_profile("45nm-fp32")
     for t in args.timesteps:
         key = (t, args.train_steps, args.n, args.sampler_steps, args.seed)
         kept = [r for r in done if (r["timesteps"], r["trained_steps"], r["images"],
@@ -96,11 +93,8 @@ def main() -> None:
             continue
         checkpoint = train(t, args, out / f"T{t}")
         r = evaluate_checkpoint(checkpoint, n=args.n, steps=args.sampler_steps, seed=args.seed)
-        profile = profile_checkpoint(checkpoint, steps=args.sampler_steps, n=args.profile_n,
-                                     seed=args.seed)
-        for convention in ("paper", "strict"):
-            r[f"energy_{convention}_mJ_per_image"] = energy_report(
-                profile, hardware, convention).per_image_mj
+        r.update(energy_per_image(checkpoint, steps=args.sampler_steps, n=args.profile_n,
+                                  seed=args.seed))
         with open(out / f"T{t}" / "losses.csv") as f:
             steps = list(csv.DictReader(f))
         r["timesteps"] = t
