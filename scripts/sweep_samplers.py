@@ -4,8 +4,10 @@ For each checkpoint and sampler, samples ``--n`` images from the same seed and m
 them (``sddpm eval``'s metrics), and profiles ``--profile-n`` images with the same
 sampler for the energy per image (45 nm fp32, 'paper' and 'strict'; ``sddpm energy``).
 Writes a CSV/JSON table and a quality-against-energy plot (the Pareto front marked).
-Resumable: rows already in ``OUT/samplers.json`` for the same checkpoint, sampler, ``--n``
-and seed are kept and not sampled again, so a stopped sweep picks up where it was.
+Resumable: rows already in ``OUT/samplers.json`` for the same checkpoint, sampler,
+``--n``, seed, ``--batch`` and ``--profile-n`` are kept and not sampled again, so a
+stopped sweep picks up where it was. The JSON keeps rows of other settings too; the CSV
+and the plot show this run's.
 
     python scripts/sweep_samplers.py [CKPT ...] [--samplers ddpm-1000 ddim-10 ddim-20
         ddim-50 ddim-100] [--n 200] [--out runs/sweeps/samplers]
@@ -78,17 +80,19 @@ def main() -> None:
                         help="images sampled at once (memory against speed)")
     parser.add_argument("--out", default="runs/sweeps/samplers")
     args = parser.parse_args()
-    samplers = [parse_sampler(s) for s in args.samplers]
+    samplers = [parse_sampler(s) for s in dict.fromkeys(args.samplers)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "samplers.json"
     done = load_rows(table)
     rows = []
-    for checkpoint in args.checkpoints:
+    for checkpoint in dict.fromkeys(str(Path(c).resolve()) for c in args.checkpoints):
         for name, steps in samplers:
             label = f"{name}-{steps}"
-            kept = [r for r in done if (r["checkpoint"], r["label"], r["images"], r["seed"])
-                    == (str(checkpoint), label, args.n, args.seed)]
+            # everything the images and the energy depend on (batch i samples seed + i)
+            key = (checkpoint, label, args.n, args.seed, args.batch, args.profile_n)
+            kept = [r for r in done if (r["checkpoint"], r["label"], r["images"], r["seed"],
+                                        r.get("batch"), r.get("profile_n")) == key]
             if kept:
                 rows.append(kept[0])
                 print(f"{kept[0]['arch']} {label}: kept from {table}", flush=True)
@@ -97,7 +101,7 @@ def main() -> None:
                                     seed=args.seed, batch=args.batch, progress=True)
             r.update(energy_per_image(checkpoint, sampler=name, steps=steps,
                                       n=args.profile_n, seed=args.seed))
-            r["label"] = label
+            r.update(label=label, batch=args.batch, profile_n=args.profile_n)
             rows.append(r)
             print(f"{r['arch']} {r['label']}: classifier-FID {r['fid']:.3f}, KID "
                   f"{r['kid_mean']:.4f} +- {r['kid_std']:.4f}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 
@@ -15,7 +16,7 @@ def load_rows(path) -> list:
 def save_rows(path, rows: list) -> None:
     """Replace ``path`` in one step: a kill never leaves half a table."""
     path = Path(path)
-    partial = path.with_name(path.name + ".part")
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
     partial.write_text(json.dumps(rows, indent=2) + "\n")
     partial.replace(path)
 

@@ -22,11 +22,20 @@ from sweep_table import load_rows, save_rows, write_csv
 
 def train(t: int, args, out: Path) -> Path:
     from sddpm.checkpoint import load_checkpoint
+    from sddpm.errors import SddpmError
     from sddpm.train import TrainConfig, Trainer
 
     last = out / "last.pt"
-    if last.is_file() and load_checkpoint(last)["step"] >= args.train_steps:
-        return last
+    if last.is_file():
+        payload = load_checkpoint(last)
+        saved = payload["train_config"]
+        if (saved["preset"], saved["seed"], payload["step"] <= args.train_steps) != (
+                args.preset, args.seed, True):
+            raise SddpmError(f"{last} was trained with preset {saved['preset']}, seed "
+                             f"{saved['seed']}, {payload['step']} steps; it does not fit "
+                             f"this sweep: choose another --out")
+        if payload["step"] == args.train_steps:
+            return last
     cfg = TrainConfig(preset=args.preset, arch="snn", timesteps=t, steps=args.train_steps,
                       seed=args.seed, ckpt_every=args.ckpt_every,
                       sample_every=args.train_steps, out=str(out))
@@ -84,9 +93,9 @@ def main() -> None:
     table = out / "timesteps.json"
     done, rows = load_rows(table), []
     for t in args.timesteps:
-        key = (t, args.train_steps, args.n, args.sampler_steps, args.seed)
-        kept = [r for r in done if (r["timesteps"], r["trained_steps"], r["images"],
-                                    r["sampler_steps"], r["seed"]) == key]
+        key = (args.preset, t, args.train_steps, args.n, args.sampler_steps, args.seed)
+        kept = [r for r in done if (r["preset"], r["timesteps"], r["trained_steps"],
+                                    r["images"], r["sampler_steps"], r["seed"]) == key]
         if kept:
             rows.append(kept[0])
             print(f"T={t}: kept from {table}", flush=True)

@@ -66,6 +66,32 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
     return path
 
 
+def is_torchscript_archive(path) -> bool:
+    """A TorchScript zip (it has ``constants.pkl``).
+
+    torch < 2.6 hands such archives to ``torch.jit.load`` even under
+    ``weights_only=True``, and that runs the code they carry (CVE-2025-32434), so they
+    are refused before ``torch.load`` sees them.
+    """
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+
+
+def load_tensors(path, what: str):
+    """``torch.load`` of tensors and plain values only; ``what`` names the file in errors."""
+    try:
+        scripted = is_torchscript_archive(path)
+    except (zipfile.BadZipFile, OSError):
+        scripted = False  # torch.load reports what is wrong with it
+    if scripted:
+        raise SddpmError(f"{what} {path} is a TorchScript archive, which can run code when "
+                         "loaded; refused unread. Pass a file of tensors (torch.save of a "
+                         "state dict)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`; never runs pickled code."""
     path = Path(path)
@@ -73,7 +99,7 @@ def load_checkpoint(path: str | Path) -> dict:
         raise SddpmError(f"checkpoint {path} does not exist; give the path of a .pt file "
                          "written by 'sddpm train'")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_tensors(path, "checkpoint")
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SddpmError(f"checkpoint {path} holds objects other than tensors and plain values "

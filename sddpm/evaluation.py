@@ -108,17 +108,23 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
     from sddpm.presets import ModelConfig
     from sddpm.sampling import model_from_checkpoint, sample_images
 
+    classifier_given = classifier is not None
     classifier = Path(classifier or DEFAULT_CLASSIFIER)
     if sampler not in SAMPLERS:
         raise SddpmError(f"unknown sampler {sampler!r}; choose 'ddpm' or 'ddim'")
     inception = None
     if inception_weights is not None:
         from sddpm.inception import (PAPER_SCALE_IMAGES, check_inception_metrics,
-                                     load_inception, weights_digest)
+                                     load_inception, real_test_set, weights_digest)
 
         check_inception_metrics(metrics)
+        if classifier_given:
+            raise SddpmError("--classifier and --inception-weights choose the features two "
+                             "ways; pass one")
         # checked before sampling, which is the long part
         inception, digest = load_inception(inception_weights), weights_digest(inception_weights)
+        if {"fid", "kid"} & set(metrics):
+            real_test_set(real_n or PAPER_SCALE_IMAGES, data_dir)
     else:
         if "is" in metrics:
             raise SddpmError("the Inception Score needs Inception's logits; pass "

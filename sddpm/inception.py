@@ -4,7 +4,8 @@ torch-fidelity downloads its InceptionV3 (the TF-2015 graph every paper's FID us
 from GitHub; this machine class has no such access, so the user passes the file
 (``weights-inception-2015-12-05-6726825d.pth``, fetched once on a connected machine).
 torch-fidelity would unpickle that file with ``weights_only=False``, which runs any code
-the file carries; we load it with ``weights_only=True`` and hand torch-fidelity a copy
+the file carries; we load it with ``weights_only=True`` (TorchScript archives refused
+first, see :func:`sddpm.checkpoint.load_tensors`) and hand torch-fidelity a copy
 re-saved from the verified tensors.
 
 Images: our [-1, 1] grey 32x32 samples become uint8 RGB (the grey channel three
@@ -24,12 +25,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sddpm.checkpoint import load_tensors
 from sddpm.errors import SddpmError
 
 INCEPTION_METRICS = ("fid", "kid", "is")
 # torch-fidelity names its release file by the first hex digits of its SHA-256
 OFFICIAL_SHA256_PREFIX = "6726825d"
 PAPER_SCALE_IMAGES = 10_000
+# torch-fidelity's default seed for the KID subsets and the IS shuffle: our numbers then
+# equal its command line's on the same features
+FIDELITY_SEED = 2020
 
 
 def weights_digest(path) -> str:
@@ -50,7 +55,9 @@ def load_inception(weights_path):
                          "weights-inception-2015-12-05-6726825d.pth on a connected machine "
                          "and pass its path to --inception-weights")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path, "Inception weights")
+    except SddpmError:
+        raise
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SddpmError(f"{path} is not a plain tensor file ({reason[:120]}); pass "
@@ -101,19 +108,19 @@ def _cache_dir() -> Path:
 def real_inception_features(model, digest: str, real_n: int, data_dir=None,
                             progress: bool = False) -> torch.Tensor:
     """Pool features of the first ``real_n`` Fashion-MNIST test images, cached per weights."""
-    from sddpm.data import load_dataset
-
     cache = _cache_dir() / f"inception-{digest[:16]}-fmnist-test-{real_n}.npy"
-    if cache.is_file():
-        return torch.from_numpy(np.load(cache))
-    test = load_dataset("fmnist", image_size=32, data_dir=data_dir, split="test")
-    if not 2 <= real_n <= len(test):
-        raise SddpmError(f"--real-n {real_n}: the test set has {len(test)} images; "
-                         f"pass 2 to {len(test)}")
+    try:
+        cached = np.load(cache)
+        if cached.shape == (real_n, 2048):
+            return torch.from_numpy(cached)
+    except (OSError, ValueError):
+        pass  # absent or damaged: computed again and rewritten below
+    test = real_test_set(real_n, data_dir)
     pool, _ = inception_features(model, test.batch(np.arange(real_n)), progress=progress)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(".part.npy")
+        # a name of our own, so parallel runs never publish each other's half-written file
+        partial = cache.with_name(f"{cache.stem}.{os.getpid()}.part.npy")
         np.save(partial, pool.numpy())
         partial.replace(cache)
     except OSError:
@@ -121,7 +128,19 @@ def real_inception_features(model, digest: str, real_n: int, data_dir=None,
     return pool
 
 
-def inception_score(logits: torch.Tensor, seed: int = 0) -> tuple[float, float, int]:
+def real_test_set(real_n: int, data_dir=None):
+    """The Fashion-MNIST test set, checked to hold ``real_n`` images (cheap: run it first)."""
+    from sddpm.data import load_dataset
+
+    test = load_dataset("fmnist", image_size=32, data_dir=data_dir, split="test")
+    if not 2 <= real_n <= len(test):
+        raise SddpmError(f"--real-n {real_n}: the test set has {len(test)} images; "
+                         f"pass 2 to {len(test)}")
+    return test
+
+
+def inception_score(logits: torch.Tensor,
+                    seed: int = FIDELITY_SEED) -> tuple[float, float, int]:
     """IS mean and std over splits: papers' 10, fewer below 1000 images.
 
     A split of one image scores exactly 1 (its marginal is its own prediction), so
@@ -152,16 +171,24 @@ def evaluate_with_inception(images: torch.Tensor, model, digest: str, metrics,
     distances = [m for m in metrics if m in ("fid", "kid")]
     if distances:
         real = real_inception_features(model, digest, real_n, data_dir, progress)
-        result.update(fid_kid(pool, real, distances))
+        result.update(fid_kid(pool, real, distances, seed=FIDELITY_SEED))
     if "is" in metrics:
         result["is_mean"], result["is_std"], result["is_splits"] = inception_score(logits)
     official = digest.startswith(OFFICIAL_SHA256_PREFIX)
+    real_images = real_n if distances else 0
     result.update({
         "images": len(images), "feature_extractor": "inception-v3 (torch-fidelity)",
         "inception_weights_sha256": digest, "official_weights": official,
-        "real_images": real_n if distances else 0,
-        # the estimators are biased in N: paper-scale sets only, and the official graph
-        "comparable_to_papers": bool(official and len(images) >= PAPER_SCALE_IMAGES
-                                     and (not distances or real_n >= PAPER_SCALE_IMAGES)),
+        "real_images": real_images,
+        "comparable_to_papers": comparable_to_papers(official, len(images), real_images),
     })
     return result
+
+
+def comparable_to_papers(official: bool, images: int, real_images: int) -> bool:
+    """The official graph and paper-scale sets: FID, KID and IS estimates move with N.
+
+    ``real_images`` is 0 when only the IS (which needs no real set) was measured.
+    """
+    return bool(official and images >= PAPER_SCALE_IMAGES
+                and (real_images == 0 or real_images >= PAPER_SCALE_IMAGES))
