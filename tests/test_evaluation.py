@@ -225,3 +225,46 @@ def test_comparable_to_papers_needs_official_weights_and_paper_scale_sets():
              for n in (100, 10_000, 50_000) for r in (0, 100, 10_000)}
     assert sorted(k for k, v in cases.items() if v) == [
         (True, 10_000, 0), (True, 10_000, 10_000), (True, 50_000, 0), (True, 50_000, 10_000)]
+
+
+
+def _script(name, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(not (HAVE_FMNIST and CLASSIFIER.is_file()), reason="needs the data")
+def test_sampler_sweep_writes_rows_with_energy_and_resumes(tmp_path):
+    args = ("sweep_samplers.py", "--samplers", "ddim-1", "ddim-3", "--n", "8",
+            "--profile-n", "1", "--batch", "8", "--out", tmp_path)
+    first = _script(*args)
+    assert first.returncode == 0, first.stderr
+    rows = json.loads((tmp_path / "samplers.json").read_text())
+    assert [r["label"] for r in rows] == ["ddim-1", "ddim-3"]
+    # three denoising steps cost about three times one (the spike rates differ a little)
+    ratio = rows[1]["energy_paper_mJ_per_image"] / rows[0]["energy_paper_mJ_per_image"]
+    assert 2.0 < ratio < 4.5 and all(r["energy_strict_mJ_per_image"] > 0 for r in rows)
+    assert (tmp_path / "samplers.png").stat().st_size > 0
+    again = _script(*args)
+    assert again.returncode == 0 and again.stdout.count("kept from") == 2, again.stdout
+    assert json.loads((tmp_path / "samplers.json").read_text()) == rows
+
+
+@pytest.mark.skipif(not (HAVE_FMNIST and CLASSIFIER.is_file()), reason="needs the data")
+def test_timestep_sweep_trains_each_t_with_the_same_budget(tmp_path):
+    result = _script("sweep_timesteps.py", "--timesteps", "1", "2", "--train-steps", "2",
+                     "--ckpt-every", "1", "--n", "8", "--sampler-steps", "1",
+                     "--profile-n", "1", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "timesteps.json").read_text())
+    assert [(r["timesteps"], r["trained_steps"]) for r in rows] == [(1, 2), (2, 2)]
+    from sddpm.checkpoint import load_checkpoint
+
+    for t in (1, 2):
+        payload = load_checkpoint(tmp_path / f"T{t}" / "last.pt")
+        assert payload["model_config"]["timesteps"] == t and payload["step"] == 2
+    assert rows[1]["energy_paper_mJ_per_image"] > rows[0]["energy_paper_mJ_per_image"]
+    assert (tmp_path / "timesteps.png").stat().st_size > 0
