@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 1000000000000
 
-.PHONY: setup demo test bench report clean
+.PHONY: setup demo test bench report sweeps clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,15 @@ bench: $(STAMP)
 
 report: $(STAMP)
 	$(PY) scripts/run_notebook.py notebooks/energy_report.ipynb runs/energy_report/energy_report.ipynb
+
+# The issue's sweeps as measured for results/ (hours on 2 CPU cores; each resumes where
+# it stopped). Energy per image from 4 profiled images per row.
+sweeps: $(STAMP)
+	$(PY) scripts/sweep_threshold.py --n 300 --steps 20 --out runs/sweeps/threshold
+	$(PY) scripts/sweep_samplers.py --samplers ddim-10 ddim-20 ddim-50 ddim-100 ddpm-1000 \
+	  --n 100 --batch 100 --out runs/sweeps/samplers
+	$(PY) scripts/sweep_timesteps.py --timesteps 4 8 --train-steps 500 --n 200 \
+	  --sampler-steps 20 --out runs/sweeps/timesteps
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
