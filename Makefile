@@ -38,8 +38,9 @@ report: $(STAMP)
 # it stopped). Energy per image from 4 profiled images per row.
 sweeps: $(STAMP)
 	$(PY) scripts/sweep_threshold.py --n 300 --steps 20 --out runs/sweeps/threshold
-	$(PY) scripts/sweep_samplers.py --samplers ddim-10 ddim-20 ddim-50 ddim-100 ddpm-1000 \
-	  --n 100 --batch 100 --out runs/sweeps/samplers
+	MALLOC_MMAP_THRESHOLD_=268435456 $(PY) scripts/sweep_samplers.py \
+	  --samplers ddpm-1000 ddim-50 ddim-10 ddim-20 ddim-100 --n 50 --batch 50 \
+	  --out runs/sweeps/samplers
 	$(PY) scripts/sweep_timesteps.py --timesteps 4 8 --train-steps 500 --n 200 \
 	  --sampler-steps 20 --out runs/sweeps/timesteps
 
