@@ -142,7 +142,9 @@ class HostSide(torch.nn.Module):
             raise SddpmError(f"host parameter {wrong[0]} has shape {tuple(host[wrong[0]].shape)}, "
                              f"the config needs {tuple(expected[wrong[0]].shape)}; the file is damaged")
         net.load_state_dict(host, strict=False)
-        self.net = net.eval()
+        # deployed parameters, never trained: decode stays differentiable in its input
+        # stream (quantisation-aware fine-tuning trains through it) without a graph here
+        self.net = net.eval().requires_grad_(False)
         self.dtype = dtype
         self.input_shapes = {name: tuple(int(s) for s in node.input_type["input"])
                              for name, node in graph.inputs.items()}
@@ -161,7 +163,6 @@ class HostSide(torch.nn.Module):
             feeds[entry["node"]] = per_channel[:, :, None, None].expand(-1, *shape).clone()
         return feeds
 
-    @torch.no_grad()
     def decode(self, stream: torch.Tensor) -> torch.Tensor:
         """``stream [T, B, C, H, W]`` -> predicted noise ``[B, img, H, W]``."""
         T, B = stream.shape[:2]

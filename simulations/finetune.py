@@ -44,8 +44,7 @@ class QuantisationAwareNetwork(torch.nn.Module):
         # the deployment's own host encoding, emulation and decoding; only weights differ
         self.deployment = FixedPointNoisePredictor(graph, fixed)
         self.emulator = self.deployment.emulator
-        self.host = self.deployment.host  # float64, as the deployment's host
-        self.host.requires_grad_(False)
+        self.host = self.deployment.host  # float64 and frozen, as the deployment's host
         _, succs = neighbours(graph)
         self.convs = sorted(fixed.weights)
         # one scale per conv: its targets share one (see export.quantize.scale_groups)

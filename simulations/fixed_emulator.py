@@ -156,9 +156,8 @@ class FixedPointNoisePredictor:
     def decode(self, stream: torch.Tensor) -> torch.Tensor:
         """Integer stream ``[T, B, C, H, W]`` -> predicted noise (differentiable: the
         fine-tuning trains through it)."""
-        values = stream.double() / self.fixed.scale[self.output] + self.output_bias
-        T, B = values.shape[:2]
-        return self.host.net.decoder(values.reshape(T * B, *values.shape[2:]))
+        return self.host.decode(stream.double() / self.fixed.scale[self.output]
+                                + self.output_bias)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict]:
         step = self.host.info["diffusion_step"]
