@@ -3,9 +3,6 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# glibc returns big freed blocks to the OS by default; keeping them makes CPU training faster
-export MALLOC_MMAP_THRESHOLD_ ?= 33554432
-export MALLOC_TRIM_THRESHOLD_ ?= 1000000000000
 
 .PHONY: setup demo test bench report sweeps clean
 
@@ -38,7 +35,7 @@ report: $(STAMP)
 # it stopped). Energy per image from 4 profiled images per row.
 sweeps: $(STAMP)
 	$(PY) scripts/sweep_threshold.py --n 300 --steps 20 --out runs/sweeps/threshold
-	MALLOC_MMAP_THRESHOLD_=268435456 $(PY) scripts/sweep_samplers.py \
+	$(PY) scripts/sweep_samplers.py \
 	  --samplers ddpm-1000 ddim-50 ddim-10 ddim-20 ddim-100 --n 50 --batch 50 \
 	  --out runs/sweeps/samplers
 	$(PY) scripts/sweep_timesteps.py --timesteps 4 8 --train-steps 500 --n 200 \

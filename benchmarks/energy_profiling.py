@@ -17,6 +17,7 @@ import time
 import torch
 
 from hardware.profiler import ActivityProfiler, model_timesteps
+from sddpm.allocator import keep_freed_memory
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.diffusion import GaussianDiffusion
 from sddpm.presets import ModelConfig
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    keep_freed_memory()  # as the sddpm commands do
 
     model, payload = model_from_checkpoint(args.checkpoint)
     config = ModelConfig.from_dict(payload["model_config"])

@@ -24,8 +24,10 @@ import numpy as np, torch
 from export.nir_file import write_nir
 from export.summary import graph_summary
 from export.torch_to_nir import export_nir
+from sddpm.allocator import keep_freed_memory
 from sddpm.models import build_model, count_macs, count_params
 from sddpm.presets import get_preset
+keep_freed_memory()  # as sddpm-export does
 config = get_preset(sys.argv[1]); torch.manual_seed(0)
 model = build_model(config, "snn").eval()
 params, macs = count_params(model), count_macs(model, config)["macs_per_forward"]

@@ -22,6 +22,7 @@ from export.latency import balance
 from export.nir_to_lava import LavaNetwork
 from export.quantize import quantize_graph
 from export.torch_to_nir import export_nir
+from sddpm.allocator import keep_freed_memory
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.sampling import model_from_checkpoint
 from simulations.fixed_emulator import FixedPointNoisePredictor
@@ -64,6 +65,7 @@ def main() -> None:
                         help="images per call of the PyTorch fixed-point emulation")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    keep_freed_memory()  # as the sddpm commands do
 
     model, _ = model_from_checkpoint(args.checkpoint)
     config = model.config

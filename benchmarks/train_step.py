@@ -6,9 +6,9 @@ SNN / ANN; the dense limit is about T. ``--neurons`` adds other IF backends (the
 step-by-step snnTorch loop is the naive baseline).
 
 glibc's malloc hands large freed blocks back to the OS, and every new activation then
-page-faults its memory in again; the script re-runs itself with the two settings the
-Makefile exports (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``) unless
-``--system-malloc`` is given, and prints which it ran under.
+page-faults its memory in again; like the ``sddpm`` command, the script keeps freed memory
+(``sddpm.allocator.keep_freed_memory``) unless ``--system-malloc`` is given or the
+environment sets glibc's malloc, and prints which it ran under.
 
     python benchmarks/train_step.py [--preset fmnist-small] [--repeats 8] [--json]
 """
@@ -17,20 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 
 import torch
 
+from sddpm.allocator import keep_freed_memory
 from sddpm.diffusion import GaussianDiffusion
 from sddpm.models import build_model
 from sddpm.presets import get_preset
-
-
-MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": "33554432",
-                   "MALLOC_TRIM_THRESHOLD_": "1000000000000"}
 
 
 def make_step(preset: str, arch: str, neuron: str, timesteps: int, batch: int):
@@ -66,9 +61,7 @@ def main() -> None:
     parser.add_argument("--system-malloc", action="store_true",
                         help="keep glibc's default malloc settings")
     args = parser.parse_args()
-    if not args.system_malloc and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        env = {**os.environ, **MALLOC_SETTINGS}
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    kept = {} if args.system_malloc else keep_freed_memory()
 
     runs = {"ann": make_step(args.preset, "ann", "snntorch", args.timesteps, args.batch)}
     for neuron in args.neurons:
@@ -85,7 +78,7 @@ def main() -> None:
     result = {
         "preset": args.preset, "timesteps": args.timesteps, "batch": args.batch,
         "threads": torch.get_num_threads(), "repeats": 2 * max(1, args.repeats // 2),
-        "malloc": "tuned" if "MALLOC_MMAP_THRESHOLD_" in os.environ else "system",
+        "malloc": "keep-freed" if kept else "system or environment",
         "median_s": medians,
         "ratio_to_ann": {n: medians[n] / medians["ann"] for n in medians if n != "ann"},
     }

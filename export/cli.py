@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from sddpm.allocator import keep_freed_memory
 from sddpm.errors import SddpmError
 from sddpm.outputs import writable_file, writable_folder
 
@@ -166,6 +167,7 @@ def _print_summary(s: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     if args.to == "nir" and args.weight_bits is not None:
         print("sddpm-export: error: --weight-bits is for --to lava (a NIR file holds the "
               "float graph)", file=sys.stderr)

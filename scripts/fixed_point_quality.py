@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from sweep_table import save_rows, write_csv
 
+from sddpm.allocator import keep_freed_memory
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.diffusion import GaussianDiffusion
 from sddpm.evaluation import DEFAULT_CLASSIFIER, evaluate_images
@@ -103,6 +104,7 @@ def main() -> None:
     parser.add_argument("--bundles", nargs="*", default=[])
     parser.add_argument("--out", default="runs/sweeps/fixed_point")
     args = parser.parse_args()
+    keep_freed_memory()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, payload = model_from_checkpoint(args.checkpoint)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sweep_table import load_rows, save_rows, write_csv
 
+from sddpm.allocator import keep_freed_memory
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.errors import SddpmError
 from sddpm.evaluation import evaluate_checkpoint
@@ -80,6 +81,7 @@ def main() -> None:
                         help="images sampled at once (memory against speed)")
     parser.add_argument("--out", default="runs/sweeps/samplers")
     args = parser.parse_args()
+    keep_freed_memory()
     samplers = [parse_sampler(s) for s in dict.fromkeys(args.samplers)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

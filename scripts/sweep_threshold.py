@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sweep_table import save_rows, write_csv
 
+from sddpm.allocator import keep_freed_memory
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.evaluation import evaluate_checkpoint
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/sweeps/threshold")
     args = parser.parse_args()
+    keep_freed_memory()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

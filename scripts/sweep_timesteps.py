@@ -19,6 +19,8 @@ from pathlib import Path
 
 from sweep_table import load_rows, save_rows, write_csv
 
+from sddpm.allocator import keep_freed_memory
+
 
 def train(t: int, args, out: Path) -> Path:
     from sddpm.checkpoint import load_checkpoint
@@ -88,6 +90,7 @@ def main() -> None:
     parser.add_argument("--profile-n", type=int, default=4)
     parser.add_argument("--out", default="runs/sweeps/timesteps")
     args = parser.parse_args()
+    keep_freed_memory()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "timesteps.json"

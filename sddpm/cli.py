@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from sddpm.allocator import keep_freed_memory
 from sddpm.errors import SddpmError
 from sddpm.outputs import writable_file as _writable_output
 from sddpm.presets import ARCHS, PRESETS
@@ -323,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         COMMANDS[args.command][1](args)
     except SddpmError as e:

@@ -6,8 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from sddpm.allocator import keep_freed_memory
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+keep_freed_memory()  # as the sddpm commands do, so tests run with what users get
 
 
 @pytest.fixture(autouse=True)
