@@ -38,8 +38,8 @@ sweeps: $(STAMP)
 	$(PY) scripts/sweep_samplers.py \
 	  --samplers ddpm-1000 ddim-50 ddim-10 ddim-20 ddim-100 --n 50 --batch 50 \
 	  --out runs/sweeps/samplers
-	$(PY) scripts/sweep_timesteps.py --timesteps 4 8 --train-steps 500 --n 200 \
-	  --sampler-steps 20 --out runs/sweeps/timesteps
+	$(PY) scripts/sweep_timesteps.py --timesteps 4 8 --train-steps 500 --n 1000 \
+	  --sampler-steps 20 --out runs/sweeps/timesteps-n1000
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
