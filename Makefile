@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench report sweeps clean
+.PHONY: setup demo test test-fast bench report sweeps mutation clean
 
 setup: $(STAMP)
 
@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/sddpm demo --out runs/demo
 
+# every test, the multi-process Lava ones (marked slow) and the layer check included
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_step.py
@@ -41,5 +45,17 @@ sweeps: $(STAMP)
 	$(PY) scripts/sweep_timesteps.py --timesteps 4 8 --train-steps 500 --n 1000 \
 	  --sampler-steps 20 --out runs/sweeps/timesteps-n1000
 
+# Mutation testing (not in CI): mutmut 2 mutates the named files in place, one mutant at
+# a time, runs the tests that pin them, and restores each file; `mutmut results` lists
+# the survivors afterwards, `mutmut show ID` one of them.
+MUTATE := export/latency.py,hardware/deployed.py,hardware/energy.py
+MUTATION_TESTS := tests/export/test_latency.py tests/hardware/test_deployed.py \
+                  tests/hardware/test_energy.py
+mutation: $(STAMP)
+	$(PY) -m pip install -q -e '.[mutation]'
+	$(VENV)/bin/mutmut run --paths-to-mutate $(MUTATE) --CI --no-progress --simple-output \
+	  --runner "$(PY) -m pytest -x -q -p no:cacheprovider $(MUTATION_TESTS)"
+	$(VENV)/bin/mutmut results
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mutmut-cache html

@@ -16,10 +16,10 @@ import time
 
 import torch
 
-from hardware.profiler import ActivityProfiler, model_timesteps
 from sddpm.allocator import keep_freed_memory
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.diffusion import GaussianDiffusion
+from sddpm.hardware.profiler import ActivityProfiler, model_timesteps
 from sddpm.presets import ModelConfig
 from sddpm.sampling import model_from_checkpoint, sample_images
 

@@ -21,9 +21,9 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time
 import numpy as np, torch
-from export.nir_file import write_nir
-from export.summary import graph_summary
-from export.torch_to_nir import export_nir
+from sddpm.export.nir_file import write_nir
+from sddpm.export.summary import graph_summary
+from sddpm.export.torch_to_nir import export_nir
 from sddpm.allocator import keep_freed_memory
 from sddpm.models import build_model, count_macs, count_params
 from sddpm.presets import get_preset

@@ -17,16 +17,16 @@ import time
 
 import torch
 
-from export.executor import HostSide
-from export.latency import balance
-from export.nir_to_lava import LavaNetwork
-from export.quantize import quantize_graph
-from export.torch_to_nir import export_nir
 from sddpm.allocator import keep_freed_memory
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
+from sddpm.export.executor import HostSide
+from sddpm.export.latency import balance
+from sddpm.export.nir_to_lava import LavaNetwork
+from sddpm.export.quantize import quantize_graph
+from sddpm.export.torch_to_nir import export_nir
 from sddpm.sampling import model_from_checkpoint
-from simulations.fixed_emulator import FixedPointNoisePredictor
-from simulations.lava_runner import LavaSession
+from sddpm.simulations.fixed_emulator import FixedPointNoisePredictor
+from sddpm.simulations.lava_runner import LavaSession
 
 
 def measure(network: LavaNetwork, per_image: list, repeats: int) -> dict:

@@ -8,24 +8,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from pathlib import Path
 
 from sddpm.allocator import keep_freed_memory
+from sddpm.command_line import OneLineParser, run_command
 from sddpm.errors import SddpmError
-from sddpm.outputs import writable_file, writable_folder
+from sddpm.export.from_checkpoint import DTYPES, export_to_lava, export_to_nir
 
 TARGETS = ("nir", "lava")
-DTYPES = ("float32", "float64")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sddpm-export", description="export a trained spiking checkpoint")
+    p = OneLineParser(prog="sddpm-export", description="export a trained spiking checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("--to", required=True, choices=TARGETS)
     p.add_argument("-o", "--output", default=None,
@@ -43,105 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 8, what Loihi 2 holds; 2 to 8)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
-
-
-def _output_path(args) -> Path:
-    path = Path(args.output) if args.output else Path(args.checkpoint).with_suffix(".nir")
-    if path.resolve() == Path(args.checkpoint).resolve():
-        raise SddpmError(f"output {path} is the checkpoint itself; give another -o")
-    return writable_file(path, (".nir",))
-
-
-def export_to_nir(args) -> dict:
-    import numpy as np
-    import torch
-
-    from export.nir_file import write_nir
-    from export.summary import graph_summary, host_macs
-    from export.torch_to_nir import export_nir
-    from sddpm.sampling import model_from_checkpoint
-
-    out = _output_path(args)
-    model, payload = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema,
-                                           threshold=args.threshold)
-    if payload["arch"] != "snn":
-        raise SddpmError(f"{args.checkpoint} holds an ANN; only spiking models export to NIR")
-    steps = model.config.diffusion_steps
-    if args.diffusion_step is not None and not 0 <= args.diffusion_step < steps:
-        raise SddpmError(f"--diffusion-step must lie in [0, {steps - 1}], got "
-                         f"{args.diffusion_step}")
-    t0 = time.perf_counter()
-    graph = export_nir(model.to(torch.float64), diffusion_step=args.diffusion_step,
-                       dtype=np.dtype(args.dtype))
-    write_nir(graph, out)
-    summary = {"checkpoint": str(args.checkpoint), "output": str(out),
-               "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 2),
-               "diffusion_step": args.diffusion_step, "dtype": args.dtype,
-               "threshold": args.threshold, **graph_summary(graph),
-               "host_macs_per_forward": host_macs(model, args.diffusion_step is None)}
-    return summary
-
-
-def _bundle_folder(args) -> Path:
-    ckpt = Path(args.checkpoint)
-    path = Path(args.output) if args.output else ckpt.with_name(ckpt.stem + "-lava")
-    return writable_folder(path, "bundle")
-
-
-def lava_process_counts(graph, schedule) -> dict:
-    """The Lava processes a bundle becomes (without building them)."""
-    import nir
-
-    from export.nir_file import Upsample2d
-
-    from export.nir_file import neighbours
-
-    convs = schedule.conv_instances()
-    preds, _ = neighbours(graph)
-    lines = {(preds[conv][0], wait) for conv, wait in convs if wait > 0}
-    counts = {
-        "lif": sum(isinstance(n, nir.IF) for n in graph.nodes.values()),
-        "conv": len(convs), "delay_lines": len(lines),
-        "upsample": sum(isinstance(n, Upsample2d) for n in graph.nodes.values()),
-        "injectors": len(graph.inputs), "extractors": len(graph.outputs),
-    }
-    counts["total"] = sum(counts.values())
-    return counts
-
-
-def export_to_lava(args) -> dict:
-    import hashlib
-
-    import numpy as np
-    import torch
-
-    from export.latency import balance
-    from export.lava_bundle import write_bundle
-    from export.torch_to_nir import export_nir
-    from sddpm.sampling import model_from_checkpoint
-
-    bits = 8 if args.weight_bits is None else args.weight_bits
-    if not 2 <= bits <= 8:
-        raise SddpmError(f"--weight-bits must lie in [2, 8] (Loihi 2's synapses hold 8), "
-                         f"got {bits}")
-    model, payload = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema,
-                                           threshold=args.threshold)
-    if payload["arch"] != "snn":
-        raise SddpmError(f"{args.checkpoint} holds an ANN; only spiking models deploy to Lava")
-    folder = _bundle_folder(args)
-    t0 = time.perf_counter()
-    # float64 in the bundle: the simulation is the check that Lava runs the trained model
-    graph = export_nir(model.to(torch.float64), dtype=np.float64)
-    digest = hashlib.sha256(Path(args.checkpoint).read_bytes()).hexdigest()
-    write_bundle(graph, folder, weight_bits=bits, source={
-        "checkpoint": str(args.checkpoint), "sha256": digest, "step": payload["step"],
-        "preset": model.config.name, "ema": not args.no_ema, "threshold": args.threshold})
-    schedule = balance(graph)
-    return {"checkpoint": str(args.checkpoint), "output": str(folder),
-            "seconds": round(time.perf_counter() - t0, 2), "weight_bits": bits,
-            "latency_steps": schedule.latency(),
-            "steps_per_forward": schedule.steps_per_forward(model.config.timesteps),
-            "processes": lava_process_counts(graph, schedule)}
 
 
 def _print_lava_summary(s: dict) -> None:
@@ -165,29 +59,29 @@ def _print_summary(s: dict) -> None:
     print(f"  host side: {s['host_macs_per_forward']:,} MACs per forward pass")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    keep_freed_memory()
-    if args.to == "nir" and args.weight_bits is not None:
-        print("sddpm-export: error: --weight-bits is for --to lava (a NIR file holds the "
-              "float graph)", file=sys.stderr)
-        return 2
-    try:
-        summary = export_to_lava(args) if args.to == "lava" else export_to_nir(args)
-    except SddpmError as e:
-        print(f"sddpm-export: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        print(f"sddpm-export: error: {e.strerror or e}{where}", file=sys.stderr)
-        return 2
+def _export(args) -> None:
+    common = dict(output=args.output, use_ema=not args.no_ema, threshold=args.threshold)
+    if args.to == "nir":
+        if args.weight_bits is not None:
+            raise SddpmError("--weight-bits is for --to lava (a NIR file holds the float "
+                             "graph)")
+        summary = export_to_nir(args.checkpoint, diffusion_step=args.diffusion_step,
+                                dtype=args.dtype, **common)
+    else:
+        summary = export_to_lava(args.checkpoint, weight_bits=8 if args.weight_bits is None else args.weight_bits,
+                                 **common)
     if args.json:
         print(json.dumps(summary, indent=2))
     elif args.to == "lava":
         _print_lava_summary(summary)
     else:
         _print_summary(summary)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    keep_freed_memory()
+    return run_command("sddpm-export", lambda: _export(args))
 
 
 if __name__ == "__main__":

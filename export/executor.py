@@ -11,34 +11,30 @@ nirtorch (see ``tests/export``).
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import defaultdict
 
 import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from export.nir_file import Upsample2d, graph_info, neighbours
 from sddpm.errors import SddpmError
+from sddpm.export.graph import neighbours, topological_order
+from sddpm.export.nir_file import Upsample2d, graph_info
 from sddpm.presets import ModelConfig
 
 
-def topological_order(graph: nir.NIRGraph) -> list[str]:
-    preds, succs = neighbours(graph)
-    waiting = {n: len(preds[n]) for n in graph.nodes}
-    ready = deque(n for n, k in waiting.items() if k == 0)
-    order = []
-    while ready:
-        n = ready.popleft()
-        order.append(n)
-        for m in succs[n]:
-            waiting[m] -= 1
-            if waiting[m] == 0:
-                ready.append(m)
-    if len(order) != len(graph.nodes):
-        raise SddpmError("the NIR graph has a cycle; the reference executor runs "
-                         "feed-forward graphs only")
-    return order
+def if_step(v, current: torch.Tensor, r, v_threshold) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of a NIR ``IF`` node with ``v_reset = 0`` in discrete time (dt = 1).
+
+    .. math::
+        v[t] = v[t-1] + r I[t];\\quad s[t] = [v[t] > v_{th}];\\quad v[t] \\gets v[t](1 - s[t])
+
+    Returns ``(spikes, v)``; both the executor and the nirtorch mapping step with it.
+    """
+    v = v + r * current
+    spikes = (v > v_threshold).to(current.dtype)
+    return spikes, v * (1 - spikes)
 
 
 class NirExecutor:
@@ -82,9 +78,7 @@ class NirExecutor:
             return F.conv2d(x, w, b, stride=stride, padding=padding)
         if isinstance(node, nir.IF):
             r, threshold = self.params[name]
-            v[name] = v.get(name, 0) + r * x
-            spikes = (v[name] > threshold).to(self.dtype)
-            v[name] = v[name] * (1 - spikes)
+            spikes, v[name] = if_step(v.get(name, 0), x, r, threshold)
             return spikes
         if isinstance(node, Upsample2d):
             return F.interpolate(x, scale_factor=self.params[name], mode="nearest")
@@ -119,9 +113,8 @@ class HostSide(torch.nn.Module):
 
     def __init__(self, graph: nir.NIRGraph, dtype=torch.float64):
         super().__init__()
+        from sddpm.export.torch_to_nir import is_host_parameter
         from sddpm.snn_unet import SpikingUNet
-
-        from export.torch_to_nir import is_host_parameter
 
         info = graph_info(graph)
         self.config = ModelConfig.from_dict(info["model_config"])
@@ -205,9 +198,8 @@ class IFStep(torch.nn.Module):
         self.register_buffer("v_threshold", torch.as_tensor(np.asarray(node.v_threshold)))
 
     def forward(self, x, state=None):
-        v = (torch.zeros_like(x) if state is None else state) + self.r * x
-        spikes = (v > self.v_threshold).to(x.dtype)
-        return spikes, v * (1 - spikes)
+        v = torch.zeros_like(x) if state is None else state
+        return if_step(v, x, self.r, self.v_threshold)
 
 
 def _upsample_module(node: Upsample2d) -> torch.nn.Module:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import nir
 
-from export.executor import topological_order
-from export.nir_file import Upsample2d, neighbours
+from sddpm.export.graph import neighbours, topological_order
+from sddpm.export.nir_file import Upsample2d
 
 
 @dataclass

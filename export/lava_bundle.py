@@ -1,7 +1,7 @@
 """The Lava deployment bundle: what ``sddpm simulate`` needs, without the checkpoint.
 
 A folder holding ``model.nir`` (the float64 graph with the host side's parameters),
-``fixed_point.h5`` (its Loihi integers, see :mod:`export.quantize`) and
+``fixed_point.h5`` (its Loihi integers, see :mod:`sddpm.export.quantize`) and
 ``manifest.json`` (format, versions of the stack that wrote it, the schedule, and a
 SHA-256 of every file). Loading checks all of it before anything runs; a corrupt,
 incomplete or version-mismatched bundle is one clear error.
@@ -9,21 +9,24 @@ incomplete or version-mismatched bundle is one clear error.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
 import nir
 
-from export.latency import balance
-from export.nir_file import default_file_mode, graph_info, read_nir, write_nir
-from export.quantize import (FixedPointNetwork, check_against_graph, quantize_graph,
-                             read_fixed_point, write_fixed_point)
 from sddpm.errors import SddpmError
+from sddpm.export.latency import balance
+from sddpm.export.nir_file import graph_info, read_nir, write_nir
+from sddpm.export.quantize import (
+    FixedPointNetwork,
+    check_against_graph,
+    quantize_graph,
+    read_fixed_point,
+    write_fixed_point,
+)
+from sddpm.files import file_sha256, write_json
 
 FORMAT = "sddpm-lava-bundle"
 FORMAT_VERSION = 2  # 2: fixed-point parameters
@@ -39,14 +42,6 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "absent"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_bundle(graph: nir.NIRGraph, folder, *, source: dict, weight_bits: int = 8,
@@ -76,18 +71,10 @@ def write_bundle(graph: nir.NIRGraph, folder, *, source: dict, weight_bits: int 
         "steps_per_forward": schedule.steps_per_forward(info["timesteps"]),
         "fixed_point": {"file": FIXED_POINT_FILE, "weight_bits": fixed.weight_bits,
                         "vth_range": [min(fixed.vth.values()), max(fixed.vth.values())]},
-        "files": {path.name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
+        "files": {path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
                   for path in (graph_path, fixed_path)},
     }
-    fd, tmp = tempfile.mkstemp(prefix=MANIFEST + ".", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(manifest, f, indent=2)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, folder / MANIFEST)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_json(folder / MANIFEST, manifest)
     return folder
 
 
@@ -136,7 +123,7 @@ def load_bundle(folder) -> tuple[nir.NIRGraph, dict]:
         path = folder / name
         if not path.is_file():
             raise SddpmError(f"bundle {folder} lacks {name}; it is incomplete, write it again")
-        if _sha256(path) != entry.get("sha256"):
+        if file_sha256(path) != entry.get("sha256"):
             raise SddpmError(f"{path} does not match its checksum in the manifest; the "
                              "bundle is corrupt, write it again")
     if GRAPH_FILE not in manifest["files"]:

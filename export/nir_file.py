@@ -9,9 +9,6 @@ reads it. A graph without upsampling (a single-level preset) is pure standard NI
 from __future__ import annotations
 
 import json
-import os
-from collections import defaultdict
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict
@@ -21,6 +18,7 @@ import nir
 import numpy as np
 
 from sddpm.errors import SddpmError
+from sddpm.files import atomic_path
 
 EXTENSION_PREFIX = "sddpm."
 FORMAT = "sddpm-nir"
@@ -62,34 +60,9 @@ EXTENSIONS = {EXTENSION_PREFIX + "Upsample2d": Upsample2d}
 
 def write_nir(graph: nir.NIRGraph, path) -> Path:
     """Write ``graph`` atomically; gzip for the weights (every array written is >= 1-d)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         nir.write(tmp, graph, compression="gzip", compression_opts=1)
-        os.chmod(tmp, default_file_mode())  # mkstemp makes it private
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def neighbours(graph: nir.NIRGraph) -> tuple[dict, dict]:
-    """``(preds, succs)``: node -> the nodes with an edge into it / out of it (lists)."""
-    preds, succs = defaultdict(list), defaultdict(list)
-    for a, b in graph.edges:
-        preds[b].append(a)
-        succs[a].append(b)
-    return preds, succs
-
-
-def default_file_mode() -> int:
-    """What ``open(path, "w")`` would give: 0o666 minus the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return Path(path)
 
 
 def _decode(value):

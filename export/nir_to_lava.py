@@ -9,13 +9,13 @@ Mapping (Lava 0.10, data in Lava's ``(W, H, C)`` layout):
 - ``Conv2d`` -> ``Conv`` (true convolution: the torch kernel flipped and transposed to
   ``(C_out, kw, kh, C_in)``), one process per (conv node, delay-line length).
 - ``sddpm.Upsample2d`` -> ``Sparse`` with one unit weight per output neuron.
-- an early edge -> a :class:`~export.lava_delay.process.DelayLine` on the source
-  spikes (see :mod:`export.latency`); fan-in -> several connections into one ``a_in``.
+- an early edge -> a :class:`~sddpm.export.lava_delay.process.DelayLine` on the source
+  spikes (see :mod:`sddpm.export.latency`); fan-in -> several connections into one ``a_in``.
 - ``Input`` -> ``Injector`` into the population's ``a_in``, sent by the host at the
   population's arrival step; ``Output`` -> ``Extractor`` (its conv biases are added by
   the host).
 
-With a :class:`~export.quantize.FixedPointNetwork` the same processes carry its
+With a :class:`~sddpm.export.quantize.FixedPointNetwork` the same processes carry its
 integers for Lava's ``fixed_pt`` models: ``LIFReset(du=4095, dv=0)`` (Loihi adds one to
 ``du``: the current keeps none of its past), integer ``vth``, ``bias_mant``/``bias_exp``
 and conv weights; the host sends integer currents and scales the output stream back.
@@ -29,10 +29,11 @@ import nir
 import numpy as np
 import scipy.sparse as sparse
 
-from export.latency import Schedule, balance
-from export.nir_file import Upsample2d, neighbours
-from export.quantize import FixedPointNetwork
 from sddpm.errors import SddpmError
+from sddpm.export.graph import neighbours
+from sddpm.export.latency import Schedule, balance
+from sddpm.export.nir_file import Upsample2d
+from sddpm.export.quantize import FixedPointNetwork
 
 
 def prepare_lava_import() -> None:
@@ -126,7 +127,7 @@ class LavaNetwork:
     Parameters
     ----------
     graph : nir.NIRGraph
-        An sddpm export (read with :func:`export.nir_file.read_nir`).
+        An sddpm export (read with :func:`sddpm.export.nir_file.read_nir`).
     timesteps : int
         Spiking timesteps T: every population resets every T steps.
     buffer_steps : int
@@ -136,13 +137,13 @@ class LavaNetwork:
         Also read every population's spikes out (one ``Extractor`` each), to compare
         them with the reference or count them; costs one process per population.
     fixed : FixedPointNetwork, optional
-        Integer parameters (:func:`export.quantize.quantize_graph`): build for Lava's
+        Integer parameters (:func:`sddpm.export.quantize.quantize_graph`): build for Lava's
         ``fixed_pt`` models. Without, the float graph for ``floating_pt``.
     """
 
     def __init__(self, graph: nir.NIRGraph, timesteps: int, buffer_steps: int = 16,
                  tap_spikes: bool = False, fixed: FixedPointNetwork | None = None):
-        from export.nir_file import graph_info
+        from sddpm.export.nir_file import graph_info
 
         exported_T = graph_info(graph)["timesteps"]
         if exported_T != timesteps:
@@ -228,7 +229,7 @@ class LavaNetwork:
         if wait == 0:
             return self._source_port(source)
         if (source, wait) not in self._delayed:
-            from export.lava_delay.process import DelayLine
+            from sddpm.export.lava_delay.process import DelayLine
 
             line = DelayLine(shape=self.shapes[source], delay=wait, name=f"{source}+{wait}")
             self._source_port(source).connect(line.s_in)

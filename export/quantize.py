@@ -18,16 +18,15 @@ Each group's scale puts its largest weight at the top of the 8-bit range. The
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nir
 import numpy as np
 
-from export.nir_file import default_file_mode, neighbours
 from sddpm.errors import SddpmError
+from sddpm.export.graph import neighbours
+from sddpm.files import atomic_path
 
 FORMAT = "sddpm-fixed-point"
 FORMAT_VERSION = 1
@@ -200,28 +199,19 @@ def write_fixed_point(fixed: FixedPointNetwork, path) -> Path:
     """Write the integer parameters to an HDF5 file, atomically."""
     import h5py
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"], f.attrs["format_version"] = FORMAT, FORMAT_VERSION
-            f.attrs["weight_bits"] = fixed.weight_bits
-            for name, scale in fixed.scale.items():
-                g = f.create_group(f"targets/{name}")
-                g.attrs["scale"] = scale
-                if name in fixed.vth:
-                    g.attrs["vth"] = fixed.vth[name]
-                    g["bias_mant"] = fixed.bias_mant[name]
-                    g["bias_exp"] = fixed.bias_exp[name]
-            for name, w in fixed.weights.items():
-                f[f"weights/{name}"] = w.astype(np.int8)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"], f.attrs["format_version"] = FORMAT, FORMAT_VERSION
+        f.attrs["weight_bits"] = fixed.weight_bits
+        for name, scale in fixed.scale.items():
+            g = f.create_group(f"targets/{name}")
+            g.attrs["scale"] = scale
+            if name in fixed.vth:
+                g.attrs["vth"] = fixed.vth[name]
+                g["bias_mant"] = fixed.bias_mant[name]
+                g["bias_exp"] = fixed.bias_exp[name]
+        for name, w in fixed.weights.items():
+            f[f"weights/{name}"] = w.astype(np.int8)
+    return Path(path)
 
 
 def read_fixed_point(path, graph: nir.NIRGraph) -> FixedPointNetwork:

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.nir_file import Upsample2d
-from export.rewrites import conv_output_hw
+from sddpm.export.nir_file import Upsample2d
+from sddpm.export.rewrites import conv_output_hw
 
 
 def graph_summary(graph: nir.NIRGraph) -> dict:

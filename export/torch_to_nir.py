@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.nir_file import FORMAT, FORMAT_VERSION, Upsample2d
-from export.rewrites import (
+from sddpm.errors import SddpmError
+from sddpm.export.nir_file import FORMAT, FORMAT_VERSION, Upsample2d
+from sddpm.export.rewrites import (
     ConvMap,
     compose_pointwise,
     conv_map,
@@ -39,7 +40,6 @@ from export.rewrites import (
     fold_batchnorm_module,
     split_input_channels,
 )
-from sddpm.errors import SddpmError
 from sddpm.neurons import MultiStepIF
 from sddpm.snn_unet import (
     PreSpikeResBlock,

@@ -1,6 +1,6 @@
 """A spike profile of the deployed network: the chip's synaptic maps, fed by any spikes.
 
-The torch-side profile (:mod:`hardware.profiler`) counts the trained model's layers.
+The torch-side profile (:mod:`sddpm.hardware.profiler`) counts the trained model's layers.
 On the chip the network is the exported graph: BatchNorm folded, concatenations split,
 1x1 shortcuts composed into the maps they follow, and one Lava ``Conv`` per (map,
 delay-line length). This module builds the :class:`SpikeProfile` of that network from
@@ -16,11 +16,14 @@ from types import SimpleNamespace
 import nir
 import numpy as np
 
-from export.latency import balance
-from export.nir_file import Upsample2d, neighbours
-from export.rewrites import conv_output_hw
-from hardware.profiler import real_fanout
-from hardware.spike_profile import Population, SpikeProfile, SynapticLayer
+from sddpm.export.graph import neighbours
+from sddpm.export.latency import balance
+from sddpm.export.nir_file import Upsample2d
+from sddpm.export.rewrites import conv_output_hw
+from sddpm.hardware.energy import energy_report
+from sddpm.hardware.hardware_costs import load_hardware_costs
+from sddpm.hardware.profiler import real_fanout
+from sddpm.hardware.spike_profile import Population, SpikeProfile, SynapticLayer
 
 
 def _source_spikes(graph, preds, node, spikes) -> np.ndarray:
@@ -79,3 +82,21 @@ def deployed_profile(graph: nir.NIRGraph, spikes: dict, diffusion_t: int,
         exact_events=np.array([events]), population_rate=np.array([pop_rates]),
         meta={"arch": "snn", "part": "chip", **(meta or {})})
 
+
+class DeployedEnergy:
+    """Prices one forward pass of the deployed network from its populations' spikes.
+
+    ``DeployedEnergy()(graph, spikes, t)`` is the energy per image in mJ of the chip's
+    synaptic maps (host layers excluded) on ``hardware`` under ``convention``: what
+    ``sddpm simulate`` reports for Lava's spikes and for the reference's.
+    """
+
+    def __init__(self, hardware: str = "45nm-fp32", convention: str = "paper"):
+        self.costs = load_hardware_costs(hardware)
+        self.convention = convention
+        self.description = (f"{self.costs.name}, '{convention}' convention, chip network "
+                            "only")
+
+    def __call__(self, graph: nir.NIRGraph, spikes: dict, diffusion_t: int) -> float:
+        profile = deployed_profile(graph, spikes, diffusion_t)
+        return energy_report(profile, self.costs, self.convention).per_forward_mj

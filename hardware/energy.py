@@ -16,7 +16,7 @@ of layer ``l``, which for spike inputs is the firing rate):
     refuse less), and dense MACs bound SOPs.
 
 An ANN costs one MAC per dense MAC in every layer under both conventions. A profile of
-the deployed chip network (``meta["part"] == "chip"``, :mod:`hardware.deployed`) has no
+the deployed chip network (``meta["part"] == "chip"``, :mod:`sddpm.hardware.deployed`) has no
 first conv: the host computes it.
 Energies are per image; "per forward" is one U-Net evaluation (one denoising step),
 "per image" sums every denoising step of the profiled sampling run.
@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from hardware.hardware_profiles import HardwareProfile
-from hardware.spike_profile import SpikeProfile
 from sddpm.errors import SddpmError
+from sddpm.hardware.hardware_costs import HardwareCosts
+from sddpm.hardware.spike_profile import SpikeProfile
 
 CONVENTIONS = ("paper", "strict")
 PJ_PER_MJ = 1e9
@@ -113,7 +113,7 @@ def _layer_ops(profile: SpikeProfile, convention: str) -> np.ndarray:
     return is_mac if convention == "paper" else is_mac | ~binary
 
 
-def _neuron_energy_pj(profile: SpikeProfile, hardware: HardwareProfile) -> np.ndarray:
+def _neuron_energy_pj(profile: SpikeProfile, hardware: HardwareCosts) -> np.ndarray:
     """``[S]`` neuron-update energy per forward and image (0 without a figure)."""
     update = hardware.neuron_update_pj
     if update is None or not profile.populations:
@@ -124,7 +124,7 @@ def _neuron_energy_pj(profile: SpikeProfile, hardware: HardwareProfile) -> np.nd
     return active * update["active"] + (total - active) * update["inactive"]
 
 
-def energy_report(profile: SpikeProfile, hardware: HardwareProfile,
+def energy_report(profile: SpikeProfile, hardware: HardwareCosts,
                   convention: str = "paper") -> EnergyReport:
     """Price every layer of ``profile`` on ``hardware`` under ``convention``."""
     if convention not in CONVENTIONS:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.energy import EnergyReport
-from hardware.spike_profile import SpikeProfile
+from sddpm.files import save_figure
+from sddpm.hardware.energy import EnergyReport
+from sddpm.hardware.spike_profile import SpikeProfile
 
 
 def _figure(width: float, height: float):
@@ -21,7 +22,7 @@ def _figure(width: float, height: float):
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     return path
 
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hardware.spike_profile import Population, SpikeProfile, SynapticLayer
 from sddpm.errors import SddpmError
+from sddpm.hardware.spike_profile import Population, SpikeProfile, SynapticLayer
 from sddpm.neurons import MultiStepIF
 
 SYNAPTIC_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -253,6 +253,30 @@ def profile_sampling(model: nn.Module, diffusion, config, *, n: int, sampler: st
     info = {"sampler": sampler, "sampler_steps": len(profiler.steps), "images": n,
             "seed": seed, **(meta or {})}
     return profiler.profile(info), images
+
+
+def profile_checkpoint(path, *, sampler: str = "ddim", steps: int | None = 50, n: int = 8,
+                       seed: int = 0, threshold: float | None = None, progress: bool = True,
+                       require_snn: bool = False) -> SpikeProfile:
+    """Sample ``n`` images from a checkpoint with every layer's activity recorded."""
+    from sddpm.diffusion import GaussianDiffusion, check_sampler
+    from sddpm.presets import ModelConfig
+    from sddpm.sampling import model_from_checkpoint
+
+    check_sampler(sampler)
+    model, payload = model_from_checkpoint(path, threshold=threshold)
+    if require_snn and payload["arch"] != "snn":
+        raise SddpmError(f"{path} holds an ANN; Table 3's SNN rows need the spike rates of "
+                         "a spiking model")
+    config = ModelConfig.from_dict(payload["model_config"])
+    diffusion = GaussianDiffusion(config.diffusion_steps)
+    meta = {"checkpoint": str(path), "preset": config.name, "arch": payload["arch"],
+            "trained_steps": int(payload.get("step", 0)), "threshold": threshold or 1.0,
+            "source": "torch"}
+    profile, _ = profile_sampling(model, diffusion, config, n=n, sampler=sampler,
+                                  steps=steps if sampler == "ddim" else None, seed=seed,
+                                  progress=progress, meta=meta)
+    return profile
 
 
 def model_timesteps(model: nn.Module) -> int | None:

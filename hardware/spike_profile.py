@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from sddpm.errors import SddpmError
+from sddpm.files import atomic_path
 
 FORMAT_VERSION = 1
 
@@ -131,10 +131,7 @@ class SpikeProfile:
         """Write atomically: a half-written profile never replaces a good one."""
         import h5py
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["header"] = json.dumps(self._header())
             f.create_dataset("diffusion_t", data=np.asarray(self.diffusion_t, dtype=np.int64))
             for name in ("input_rate", "exact_events", "population_rate"):
@@ -142,8 +139,7 @@ class SpikeProfile:
             f.create_dataset("layer_names", data=[l.name.encode() for l in self.layers])
             f.create_dataset("population_names",
                              data=[p.name.encode() for p in self.populations])
-        os.replace(tmp, path)
-        return path
+        return Path(path)
 
     @classmethod
     def load_h5(cls, path) -> "SpikeProfile":
@@ -172,9 +168,7 @@ class SpikeProfile:
 
     def save_csv(self, path) -> Path:
         """Long format: one row per (diffusion step, layer or population, timestep)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["diffusion_t", "kind", "name", "spiking_timestep", "rate"])
             for s, t in enumerate(self.diffusion_t):
@@ -186,4 +180,4 @@ class SpikeProfile:
                     for k in range(self.timesteps):
                         w.writerow([int(t), "population", pop.name, k,
                                     f"{self.population_rate[s, i, k]:.6g}"])
-        return path
+        return Path(path)

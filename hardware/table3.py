@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hardware.energy import energy_report, first_conv_index
-from hardware.hardware_profiles import HardwareProfile
-from hardware.profiler import ActivityProfiler
-from hardware.spike_profile import SpikeProfile
 from sddpm.errors import SddpmError
+from sddpm.hardware.energy import energy_report, first_conv_index
+from sddpm.hardware.hardware_costs import HardwareCosts
+from sddpm.hardware.profiler import ActivityProfiler
+from sddpm.hardware.spike_profile import SpikeProfile
 from sddpm.models import build_model
 from sddpm.presets import get_preset
 
@@ -72,7 +72,7 @@ def _with_rates(structure: SpikeProfile, measured: SpikeProfile) -> tuple[SpikeP
                         meta={**structure.meta, "arch": "snn"}), how
 
 
-def implied_rate(profile: SpikeProfile, energy_mj: float, hardware: HardwareProfile) -> float:
+def implied_rate(profile: SpikeProfile, energy_mj: float, hardware: HardwareCosts) -> float:
     """The one firing rate of every non-first layer giving ``energy_mj`` (paper convention)."""
     dense = profile.dense_macs()
     first = first_conv_index(profile)
@@ -80,7 +80,7 @@ def implied_rate(profile: SpikeProfile, energy_mj: float, hardware: HardwareProf
     return (energy_mj * 1e9 - hardware.mac_pj * dense[first]) / (hardware.ac_pj * rest)
 
 
-def reproduce_table3(measured: SpikeProfile, hardware: HardwareProfile) -> dict:
+def reproduce_table3(measured: SpikeProfile, hardware: HardwareCosts) -> dict:
     """Rows of Table 3, paper beside ours, under the paper's convention on ``hardware``."""
     if measured.arch != "snn":
         raise SddpmError("Table 3's SNN rows need the spike rates of a spiking model; "

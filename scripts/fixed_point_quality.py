@@ -26,6 +26,7 @@ from sddpm.allocator import keep_freed_memory
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.diffusion import GaussianDiffusion
 from sddpm.evaluation import DEFAULT_CLASSIFIER, evaluate_images
+from sddpm.files import save_figure
 from sddpm.sampling import model_from_checkpoint, sample_images
 
 PROBE_STEPS = (10, 100, 300, 500, 700, 900)
@@ -83,16 +84,16 @@ def plot(rows, path) -> None:
     eps_ax.legend()
     fig.suptitle(f"Fixed point vs float, {ref['images']} images, DDIM-{ref['sampler_steps']}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:
-    from export.executor import ExportedNoisePredictor
-    from export.lava_bundle import load_bundle, load_fixed_point
     from sddpm.errors import SddpmError
-    from export.quantize import quantize_graph
-    from export.torch_to_nir import export_nir
-    from simulations.fixed_emulator import FixedPointNoisePredictor
+    from sddpm.export.executor import ExportedNoisePredictor
+    from sddpm.export.lava_bundle import load_bundle, load_fixed_point
+    from sddpm.export.quantize import quantize_graph
+    from sddpm.export.torch_to_nir import export_nir
+    from sddpm.simulations.fixed_emulator import FixedPointNoisePredictor
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", default=str(SHIPPED_CHECKPOINT))

@@ -24,6 +24,7 @@ from sddpm.allocator import keep_freed_memory
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.errors import SddpmError
 from sddpm.evaluation import evaluate_checkpoint
+from sddpm.files import save_figure
 
 DEFAULT_SAMPLERS = ["ddpm-1000", "ddim-10", "ddim-20", "ddim-50", "ddim-100"]
 
@@ -65,11 +66,11 @@ def plot(rows: list, path) -> None:
     ax.set_title(f"Quality against energy, {rows[0]['images']} images per point")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:
-    from hardware.energy_cli import energy_per_image
+    from sddpm.hardware.reports import energy_per_image
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="*", default=[str(SHIPPED_CHECKPOINT)])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
+
+from sddpm.files import atomic_path, write_json
 
 
 def load_rows(path) -> list:
@@ -15,14 +16,11 @@ def load_rows(path) -> list:
 
 def save_rows(path, rows: list) -> None:
     """Replace ``path`` in one step: a kill never leaves half a table."""
-    path = Path(path)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
-    partial.write_text(json.dumps(rows, indent=2) + "\n")
-    partial.replace(path)
+    write_json(path, rows)
 
 
 def write_csv(path, rows: list, keys: list) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)

@@ -17,6 +17,7 @@ from sweep_table import save_rows, write_csv
 from sddpm.allocator import keep_freed_memory
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.evaluation import evaluate_checkpoint
+from sddpm.files import save_figure
 
 
 def plot(rows, path) -> None:
@@ -35,7 +36,7 @@ def plot(rows, path) -> None:
     fig.suptitle(f"Threshold guidance, {rows[0]['images']} images, "
                  f"{rows[0]['sampler']}-{rows[0]['sampler_steps']}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> None:

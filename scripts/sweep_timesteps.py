@@ -20,6 +20,7 @@ from pathlib import Path
 from sweep_table import load_rows, save_rows, write_csv
 
 from sddpm.allocator import keep_freed_memory
+from sddpm.files import save_figure
 
 
 def train(t: int, args, out: Path) -> Path:
@@ -72,12 +73,12 @@ def plot(rows: list, out: Path) -> None:
     fig.suptitle(f"Spiking timesteps, {rows[0]['trained_steps']} training steps each; "
                  f"{rows[0]['images']} images, DDIM-{rows[0]['sampler_steps']}")
     fig.tight_layout()
-    fig.savefig(out / "timesteps.png", dpi=110)
+    save_figure(fig, out / "timesteps.png", dpi=110)
 
 
 def main() -> None:
-    from hardware.energy_cli import energy_per_image
     from sddpm.evaluation import evaluate_checkpoint
+    from sddpm.hardware.reports import energy_per_image
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", type=int, nargs="+", default=[4, 8])

@@ -23,10 +23,8 @@ refused by the restricted unpickler before any of its code runs.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -34,9 +32,11 @@ import numpy as np
 import torch
 
 from sddpm.errors import SddpmError
+from sddpm.files import atomic_path
+from sddpm.shipped import SNN, shipped_path
 
-# the trained default the repository ships (see checkpoints/README.md)
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist-small-snn.pt"
+# the trained default the repository ships (checkpoints/README.md)
+SHIPPED_CHECKPOINT = shipped_path(SNN)
 
 FORMAT = "sddpm-checkpoint"
 VERSION = 1
@@ -45,25 +45,10 @@ REQUIRED_KEYS = ("format", "version", "arch", "model_config", "step", "model")
 
 def save_checkpoint(payload: dict, path: str | Path) -> Path:
     """Write ``payload`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the permissions of a normal file
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+    return Path(path)
 
 
 def is_torchscript_archive(path) -> bool:

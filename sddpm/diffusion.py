@@ -60,6 +60,13 @@ class GaussianDiffusion(nn.Module):
         return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
 
 
+def check_sampler(sampler: str) -> str:
+    """``sampler`` if it is one of :data:`SAMPLERS`, else the one-line error."""
+    if sampler not in SAMPLERS:
+        raise SddpmError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    return sampler
+
+
 def _noise(shape, generator, device, dtype=torch.float32) -> torch.Tensor:
     return torch.randn(shape, generator=generator, dtype=dtype).to(device)
 
@@ -91,8 +98,7 @@ def sample(
     all steps. ``ddim``: ``steps`` evenly spaced steps with stochasticity ``eta``.
     The result depends only on the model and ``seed``.
     """
-    if sampler not in SAMPLERS:
-        raise SddpmError(f"unknown sampler {sampler!r}; choose 'ddpm' or 'ddim'")
+    check_sampler(sampler)
     generator = torch.Generator().manual_seed(seed)
     x = _noise(shape, generator, device)
     if sampler == "ddpm":

@@ -8,8 +8,6 @@ compare with the papers' (see README, "Evaluation").
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +16,11 @@ import torch
 from sddpm.classifier import load_classifier
 from sddpm.data import load_dataset
 from sddpm.errors import SddpmError
+from sddpm.fid_kid import METRICS, fid_kid
+from sddpm.files import cached_array, file_sha256, write_json
+from sddpm.shipped import CLASSIFIER, shipped_path
 
-METRICS = ("fid", "kid")
-DEFAULT_CLASSIFIER = Path(__file__).resolve().parents[1] / "checkpoints" / "fmnist-classifier.pt"
+DEFAULT_CLASSIFIER = shipped_path(CLASSIFIER)
 
 
 @torch.no_grad()
@@ -32,46 +32,18 @@ def classifier_features(classifier, images: torch.Tensor, batch: int = 500) -> t
 
 
 def real_features(classifier_path, data_dir=None) -> torch.Tensor:
-    """Features of the real test set, cached beside the classifier (keyed by its hash)."""
+    """Features of the real test set, cached per classifier (keyed by its hash) in
+    :func:`sddpm.files.cache_dir`: never beside the classifier, which may be installed
+    read-only."""
     path = Path(classifier_path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    cache = path.with_name(f"{path.stem}.test-features-{digest}.npy")
-    if cache.is_file():
-        return torch.from_numpy(np.load(cache))
-    classifier, _ = load_classifier(path)
-    test = load_dataset("fmnist", image_size=32, data_dir=data_dir, split="test")
-    feats = classifier_features(classifier, test.batch(np.arange(len(test))))
-    try:
-        np.save(cache, feats.numpy())
-    except OSError:
-        pass  # a read-only checkout still evaluates, only without the cache
-    return feats
 
+    def compute() -> np.ndarray:
+        classifier, _ = load_classifier(path)
+        test = load_dataset("fmnist", image_size=32, data_dir=data_dir, split="test")
+        return classifier_features(classifier, test.batch(np.arange(len(test)))).numpy()
 
-def fid_kid(generated: torch.Tensor, real: torch.Tensor, metrics=METRICS,
-            kid_subset_size: int = 1000, seed: int = 0) -> dict:
-    """torch-fidelity's estimators on two feature sets ``[N, D]``."""
-    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-    from torch_fidelity.metric_kid import kid_features_to_metric
-
-    unknown = set(metrics) - set(METRICS)
-    if unknown:
-        raise SddpmError(f"unknown metric {sorted(unknown)[0]!r}; expected fid or kid")
-    out = {}
-    if "fid" in metrics:
-        if len(generated) < 2:
-            raise SddpmError("FID needs at least 2 images; raise --n")
-        stats = [fid_features_to_statistics(f) for f in (generated, real)]
-        out["fid"] = fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"]
-    if "kid" in metrics:
-        size = min(kid_subset_size, len(generated), len(real))
-        # torch-fidelity's defaults: cubic polynomial kernel, gamma 1/D, coef0 1
-        kid = kid_features_to_metric(generated, real, kid_subsets=100, kid_subset_size=size,
-                                     rng_seed=seed, verbose=False)
-        out["kid_mean"] = kid["kernel_inception_distance_mean"]
-        out["kid_std"] = kid["kernel_inception_distance_std"]
-        out["kid_subset_size"] = size
-    return out
+    name = f"classifier-{file_sha256(path)[:16]}-fmnist-test.npy"
+    return torch.from_numpy(cached_array(name, compute))
 
 
 def evaluate_images(images: torch.Tensor, classifier_path, metrics=METRICS,
@@ -86,10 +58,7 @@ def evaluate_images(images: torch.Tensor, classifier_path, metrics=METRICS,
 
 
 def save_result(result: dict, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
+    return write_json(path, result)
 
 
 def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int = 50,
@@ -104,25 +73,28 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
     """
     import time
 
-    from sddpm.diffusion import SAMPLERS, GaussianDiffusion
+    from sddpm.diffusion import GaussianDiffusion, check_sampler
     from sddpm.presets import ModelConfig
     from sddpm.sampling import model_from_checkpoint, sample_images
 
     classifier_given = classifier is not None
     classifier = Path(classifier or DEFAULT_CLASSIFIER)
-    if sampler not in SAMPLERS:
-        raise SddpmError(f"unknown sampler {sampler!r}; choose 'ddpm' or 'ddim'")
+    check_sampler(sampler)
     inception = None
     if inception_weights is not None:
-        from sddpm.inception import (PAPER_SCALE_IMAGES, check_inception_metrics,
-                                     load_inception, real_test_set, weights_digest)
+        from sddpm.inception import (
+            PAPER_SCALE_IMAGES,
+            check_inception_metrics,
+            load_inception,
+            real_test_set,
+        )
 
         check_inception_metrics(metrics)
         if classifier_given:
             raise SddpmError("--classifier and --inception-weights choose the features two "
                              "ways; pass one")
         # checked before sampling, which is the long part
-        inception, digest = load_inception(inception_weights), weights_digest(inception_weights)
+        inception, digest = load_inception(inception_weights), file_sha256(inception_weights)
         if {"fid", "kid"} & set(metrics):
             real_test_set(real_n or PAPER_SCALE_IMAGES, data_dir)
     else:

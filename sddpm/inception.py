@@ -17,8 +17,6 @@ data, so even with the official weights these FIDs differ from papers that resiz
 
 from __future__ import annotations
 
-import hashlib
-import os
 import tempfile
 from pathlib import Path
 
@@ -27,6 +25,8 @@ import torch
 
 from sddpm.checkpoint import load_tensors
 from sddpm.errors import SddpmError
+from sddpm.fid_kid import fid_kid
+from sddpm.files import cached_array
 
 INCEPTION_METRICS = ("fid", "kid", "is")
 # torch-fidelity names its release file by the first hex digits of its SHA-256
@@ -35,14 +35,6 @@ PAPER_SCALE_IMAGES = 10_000
 # torch-fidelity's default seed for the KID subsets and the IS shuffle: our numbers then
 # equal its command line's on the same features
 FIDELITY_SEED = 2020
-
-
-def weights_digest(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_inception(weights_path):
@@ -100,32 +92,16 @@ def inception_features(model, images: torch.Tensor, batch: int = 50,
     return torch.cat(pools), torch.cat(logits)
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "sddpm"
-
-
 def real_inception_features(model, digest: str, real_n: int, data_dir=None,
                             progress: bool = False) -> torch.Tensor:
     """Pool features of the first ``real_n`` Fashion-MNIST test images, cached per weights."""
-    cache = _cache_dir() / f"inception-{digest[:16]}-fmnist-test-{real_n}.npy"
-    try:
-        cached = np.load(cache)
-        if cached.shape == (real_n, 2048):
-            return torch.from_numpy(cached)
-    except (OSError, ValueError):
-        pass  # absent or damaged: computed again and rewritten below
-    test = real_test_set(real_n, data_dir)
-    pool, _ = inception_features(model, test.batch(np.arange(real_n)), progress=progress)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        # a name of our own, so parallel runs never publish each other's half-written file
-        partial = cache.with_name(f"{cache.stem}.{os.getpid()}.part.npy")
-        np.save(partial, pool.numpy())
-        partial.replace(cache)
-    except OSError:
-        pass  # no writable cache: the next call computes them again
-    return pool
+    def compute() -> np.ndarray:
+        test = real_test_set(real_n, data_dir)
+        pool, _ = inception_features(model, test.batch(np.arange(real_n)), progress=progress)
+        return pool.numpy()
+
+    name = f"inception-{digest[:16]}-fmnist-test-{real_n}.npy"
+    return torch.from_numpy(cached_array(name, compute, shape=(real_n, 2048)))
 
 
 def real_test_set(real_n: int, data_dir=None):
@@ -163,8 +139,6 @@ def evaluate_with_inception(images: torch.Tensor, model, digest: str, metrics,
                             real_n: int = PAPER_SCALE_IMAGES, data_dir=None,
                             progress: bool = False) -> dict:
     """Inception FID/KID (pool features) and IS (logits) of ``images`` in [-1, 1]."""
-    from sddpm.evaluation import fid_kid
-
     check_inception_metrics(metrics)
     pool, logits = inception_features(model, images, progress=progress)
     result = {}

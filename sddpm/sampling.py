@@ -13,6 +13,7 @@ from torch import nn
 from sddpm.checkpoint import load_checkpoint
 from sddpm.diffusion import GaussianDiffusion, sample
 from sddpm.errors import SddpmError
+from sddpm.files import atomic_path
 from sddpm.models import build_model
 from sddpm.neurons import set_backend, set_threshold
 from sddpm.presets import ModelConfig
@@ -102,5 +103,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
         grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + k * (w + 2):2 + k * (w + 2) + w] = arr[i]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid[..., 0] if c == 1 else grid).save(path)
+    image = Image.fromarray(grid[..., 0] if c == 1 else grid)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        image.save(f, format=Image.registered_extensions()[Path(path).suffix.lower()])
     return path

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import math
 import os
 import time
@@ -24,14 +23,20 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from sddpm.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from sddpm.checkpoint import (
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
 from sddpm.data import load_dataset
 from sddpm.diffusion import GaussianDiffusion
 from sddpm.errors import SddpmError
+from sddpm.files import atomic_path, write_json
 from sddpm.models import build_model
 from sddpm.neurons import check_backend
 from sddpm.presets import check_arch, get_preset
-from sddpm.sampling import save_grid, sample_images
+from sddpm.sampling import sample_images, save_grid
 
 # datasets whose images stay meaningful when mirrored
 FLIP_DATASETS = {"cifar10", "celeba", "lsun", "fmnist"}
@@ -293,12 +298,11 @@ class Trainer:
         kept = []
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
+            write_json(self.out / "config.json", asdict(self.cfg))
             kept = _read_losses(losses_path, self.step)
-            tmp = losses_path.with_suffix(".csv.tmp")
-            with open(tmp, "w", newline="") as f:
+            # a kill now must not lose the history: the trimmed log replaces it atomically
+            with atomic_path(losses_path) as tmp, open(tmp, "w", newline="") as f:
                 csv.writer(f).writerows([["step", "loss", "grad_norm", "seconds"], *kept])
-            os.replace(tmp, losses_path)  # a kill now must not lose the history
         log = open(losses_path, "a", newline="") if main else None
         bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not main,
                    desc=f"train {self.cfg.arch} {self.cfg.preset}", dynamic_ncols=True)

@@ -4,7 +4,9 @@
 :mod:`sddpm.diffusion`: the host computes the graph's inputs from x_t and t, Lava runs
 the spiking network (the batch's images pipelined), the host decodes the stream. With a
 reference (the torch model in float64), every call also records the per-population
-spike agreement and the relative error of epsilon on the same x_t.
+spike agreement and the relative error of epsilon on the same x_t, and, when given a
+``chip_energy`` pricer (:class:`sddpm.hardware.deployed.DeployedEnergy`, passed down by
+the command line: simulations know nothing of pricing), the energy of both sides' spikes.
 """
 
 from __future__ import annotations
@@ -13,12 +15,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from export.executor import ExportedNoisePredictor, HostSide
-from export.nir_file import graph_info
-from simulations.lava_runner import LavaSession
+from sddpm.export.executor import ExportedNoisePredictor, HostSide
+from sddpm.export.nir_file import graph_info
 from sddpm.neurons import MultiStepIF
-
-ENERGY_HARDWARE = "45nm-fp32"
+from sddpm.simulations.lava_runner import LavaSession
 
 
 @dataclass
@@ -87,7 +87,7 @@ class FixedPointReference:
     """The fixed-point deployment in the PyTorch emulation (lava-dl SLAYER neurons)."""
 
     def __init__(self, graph, fixed):
-        from simulations.fixed_emulator import FixedPointNoisePredictor
+        from sddpm.simulations.fixed_emulator import FixedPointNoisePredictor
 
         self.network = FixedPointNoisePredictor(graph, fixed)
 
@@ -112,14 +112,19 @@ class LavaNoisePredictor:
     float_reference : callable, optional
         For a fixed-point session: the float model as well, in
         :attr:`float_comparisons` (what quantisation changes).
+    chip_energy : callable, optional
+        ``(graph, {node: spikes [B, T, ...]}, t) -> mJ per image`` of the deployed
+        network; called on Lava's spikes and on the reference's at every comparison.
     """
 
-    def __init__(self, graph, session: LavaSession, reference=None, float_reference=None):
+    def __init__(self, graph, session: LavaSession, reference=None, float_reference=None,
+                 chip_energy=None):
         self.host = HostSide(graph)
         self.graph = graph
         self.session = session
         self.reference = reference
         self.float_reference = float_reference
+        self.chip_energy = chip_energy
         self.populations = graph_info(graph)["populations"]
         self.comparisons: list[StepComparison] = []
         self.float_comparisons: list[StepComparison] = []
@@ -150,17 +155,8 @@ class LavaNoisePredictor:
             # agreement is dominated by silent neurons; these say how many spikes moved
             step.mismatches[pop["node"]] = int((lava != ref).sum())
             step.reference_spikes[pop["node"]] = int(ref.sum())
-        if len(self.session.spikes) == len(self.populations):
+        if self.chip_energy is not None and len(self.session.spikes) == len(self.populations):
             step.energy_lava_mj, step.energy_reference_mj = (
-                self._chip_energy(spikes, step.t)
+                self.chip_energy(self.graph, spikes, step.t)
                 for spikes in (self.session.spikes, spikes_ref))
         return step
-
-    def _chip_energy(self, spikes: dict, t: int) -> float:
-        """Energy per image of this forward pass on the chip (45 nm fp32, 'paper')."""
-        from hardware.deployed import deployed_profile
-        from hardware.energy import energy_report
-        from hardware.hardware_profiles import load_profile
-
-        profile = deployed_profile(self.graph, spikes, t)
-        return energy_report(profile, load_profile(ENERGY_HARDWARE), "paper").per_forward_mj

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import time
 from pathlib import Path
 
@@ -26,11 +25,13 @@ import nir
 import numpy as np
 import torch
 
-from export.executor import ExportedNoisePredictor
-from export.nir_file import graph_info, neighbours
-from export.quantize import FixedPointNetwork
 from sddpm.errors import SddpmError
-from simulations.fixed_emulator import FixedPointNoisePredictor, _slayer_cuba
+from sddpm.export.executor import ExportedNoisePredictor
+from sddpm.export.graph import neighbours
+from sddpm.export.nir_file import graph_info
+from sddpm.export.quantize import FixedPointNetwork
+from sddpm.files import atomic_path, save_figure, write_json
+from sddpm.simulations.fixed_emulator import FixedPointNoisePredictor, _slayer_cuba
 
 PROBE_SIZE = 64
 
@@ -116,12 +117,11 @@ def finetune(bundle, out, *, steps: int, lr: float, batch: int, seed: int = 0,
     """Fine-tune a bundle's fixed-point network; write the new bundle to ``out``."""
     from tqdm import tqdm
 
-    from export.lava_bundle import load_bundle, load_fixed_point, write_bundle
     from sddpm.data import load_dataset
     from sddpm.diffusion import GaussianDiffusion
-    from sddpm.presets import ModelConfig
-
+    from sddpm.export.lava_bundle import load_bundle, load_fixed_point, write_bundle
     from sddpm.outputs import writable_folder
+    from sddpm.presets import ModelConfig
 
     graph, manifest = load_bundle(bundle)
     if Path(out).resolve() == Path(bundle).resolve():
@@ -171,8 +171,8 @@ def finetune(bundle, out, *, steps: int, lr: float, batch: int, seed: int = 0,
 def _write_outputs(folder: Path, report: dict, losses: list) -> None:
     from matplotlib.figure import Figure
 
-    (folder / "finetune.json").write_text(json.dumps(report, indent=2) + "\n")
-    with open(folder / "finetune.csv", "w", newline="") as f:
+    write_json(folder / "finetune.json", report)
+    with atomic_path(folder / "finetune.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "loss"])
         w.writerows(enumerate(losses))
@@ -190,37 +190,4 @@ def _write_outputs(folder: Path, report: dict, losses: list) -> None:
     ax.set_ylabel("epsilon MSE (fixed point)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(folder / "finetune.png", dpi=110)
-
-
-def add_parser(sub, positive_int) -> None:
-    p = sub.add_parser("finetune", help="quantisation-aware fine-tuning of a Lava bundle")
-    p.add_argument("bundle", help="a folder written by 'sddpm-export --to lava'")
-    p.add_argument("--fixed-point", action="store_true",
-                   help="train through the fixed-point emulation (the one mode built)")
-    p.add_argument("--out", required=True, help="folder for the fine-tuned bundle")
-    p.add_argument("--steps", type=positive_int, default=200)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--batch", type=positive_int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="where the training data lies")
-    p.add_argument("--json", action="store_true")
-
-
-def run(args) -> None:
-    if not args.fixed_point:
-        raise SddpmError("finetune trains a deployment's fixed-point network; pass "
-                         "--fixed-point (float fine-tuning is 'sddpm train --resume')")
-    if not args.lr > 0:
-        raise SddpmError(f"--lr must be positive, got {args.lr}")
-    r = finetune(args.bundle, args.out, steps=args.steps, lr=args.lr, batch=args.batch,
-                 seed=args.seed, data_dir=args.data_dir, progress=not args.json)
-    if args.json:
-        print(json.dumps(r, indent=2))
-        return
-    print(f"fine-tuned {r['steps']} steps in {r['seconds']} s ({r['weight_bits']}-bit weights): "
-          f"probe loss {r['probe_loss_before']:.4f} -> {r['probe_loss_after']:.4f} on "
-          f"{r['probe_images']} images (float graph {r['probe_loss_float']:.4f}); "
-          f"{r['integer_weights_changed']:,} of "
-          f"{r['integer_weights']:,} integer weights changed")
-    print(f"wrote the bundle {r['out']} (with finetune.json, .csv, .png)")
+    save_figure(fig, folder / "finetune.png", dpi=110)

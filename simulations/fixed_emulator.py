@@ -26,10 +26,16 @@ import nir
 import torch
 import torch.nn.functional as F
 
-from export.executor import HostSide, topological_order
-from export.nir_file import Upsample2d, neighbours
-from export.quantize import ACTIVATION_SHIFT, STATE_BITS, FixedPointNetwork, summed_bias
 from sddpm.errors import SddpmError
+from sddpm.export.executor import HostSide
+from sddpm.export.graph import neighbours, topological_order
+from sddpm.export.nir_file import Upsample2d
+from sddpm.export.quantize import (
+    ACTIVATION_SHIFT,
+    STATE_BITS,
+    FixedPointNetwork,
+    summed_bias,
+)
 
 # SLAYER's default neuron scale: weights at 64 per unit, states at 64 * 64
 SLAYER_SCALE = 1 << 6

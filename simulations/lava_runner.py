@@ -1,4 +1,4 @@
-"""Running a :class:`export.nir_to_lava.LavaNetwork` on Lava's CPU backend.
+"""Running a :class:`sddpm.export.nir_to_lava.LavaNetwork` on Lava's CPU backend.
 
 The host streams every ``Input`` into its ``Injector`` at its consumer's arrival step
 and reads the ``Output`` from the ``Extractor`` in its window; images follow each other
@@ -15,8 +15,8 @@ import warnings
 
 import numpy as np
 
-from export.nir_to_lava import LavaNetwork
 from sddpm.errors import SddpmError
+from sddpm.export.nir_to_lava import LavaNetwork
 
 
 def _integer_injector_model():

@@ -14,30 +14,30 @@ model is compared as well: what quantisation changes. Outputs in OUT:
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from sddpm.errors import SddpmError
+from sddpm.files import save_figure, write_json
 from sddpm.outputs import writable_folder
 
 BACKENDS = ("lava",)
 
 
-def _check_options(args) -> Path:
-    if args.backend not in BACKENDS:
-        raise SddpmError(f"unknown backend {args.backend!r}; expected one of "
+def _check_options(backend: str, sampler: str, out) -> Path:
+    if backend not in BACKENDS:
+        raise SddpmError(f"unknown backend {backend!r}; expected one of "
                          f"{', '.join(BACKENDS)}")
-    if args.sampler != "ddim":
+    if sampler != "ddim":
         raise SddpmError("simulate runs K DDIM steps (--sampler ddim); DDPM's 1000 steps "
                          "are out of reach of a CPU Lava simulation")
-    return writable_folder(args.out, "--out")
+    return writable_folder(out, "--out")
 
 
-def _reference(args, graph, manifest):
-    from simulations.denoise import GraphReference, ModelReference
+def _reference(checkpoint, graph, manifest):
+    from sddpm.simulations.denoise import GraphReference, ModelReference
 
-    if not args.checkpoint:
+    if not checkpoint:
         return GraphReference(graph), "reference executor (PyTorch, from the bundle)"
     if "finetuned_from" in manifest["source"]:
         raise SddpmError("this bundle was fine-tuned: its weights are no checkpoint's any more; "
@@ -45,15 +45,15 @@ def _reference(args, graph, manifest):
                          "reference)")
     from sddpm.sampling import model_from_checkpoint
 
-    model, payload = model_from_checkpoint(args.checkpoint,
+    model, payload = model_from_checkpoint(checkpoint,
                                            threshold=manifest["source"].get("threshold"))
     if model.config.to_dict() != manifest["model_config"]:
-        raise SddpmError(f"{args.checkpoint} has another model config than the bundle; "
+        raise SddpmError(f"{checkpoint} has another model config than the bundle; "
                          "compare with the checkpoint the bundle was exported from")
-    from export.nir_file import graph_info
+    from sddpm.export.nir_file import graph_info
 
     populations = graph_info(graph)["populations"]
-    return ModelReference(model, populations), f"torch model {args.checkpoint}"
+    return ModelReference(model, populations), f"torch model {checkpoint}"
 
 
 def _plot(comparisons, path) -> Path:
@@ -72,7 +72,7 @@ def _plot(comparisons, path) -> Path:
     right.invert_xaxis()
     right.set_xlabel("diffusion step t")
     right.set_ylabel("relative error of eps")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     return Path(path)
 
 
@@ -82,18 +82,28 @@ def _relative(value: float, reference: float) -> float:
     return abs(value / reference - 1)
 
 
-def run_simulation(args) -> dict:
-    from export.lava_bundle import load_bundle, load_fixed_point
-    from export.nir_to_lava import LavaNetwork
-    from sddpm.diffusion import GaussianDiffusion, sample
-    from sddpm.sampling import save_grid
-    from simulations.denoise import FixedPointReference, LavaNoisePredictor
-    from simulations.lava_runner import LavaSession
+def run_simulation(bundle, *, out, denoise_steps: int = 3, n: int = 1, seed: int = 0,
+                   fixed_point: bool = False, checkpoint=None, backend: str = "lava",
+                   sampler: str = "ddim", chip_energy=None, progress: bool = True) -> dict:
+    """K = ``denoise_steps`` DDIM steps of ``n`` images with the noise network in Lava.
 
-    out = _check_options(args)
-    graph, manifest = load_bundle(args.bundle)
-    float_reference, float_name = _reference(args, graph, manifest)
-    fixed = load_fixed_point(args.bundle, graph, manifest) if args.fixed_point else None
+    Every step is compared with the reference (see the module docstring); the report
+    (also ``OUT/simulate.json``) and the images are written into ``out``.
+    ``chip_energy``, a :class:`sddpm.hardware.deployed.DeployedEnergy` or any callable
+    ``(graph, spikes, t) -> mJ`` with a ``description``, prices both sides' spikes at
+    every step; without it the energies are NaN.
+    """
+    from sddpm.diffusion import GaussianDiffusion, sample
+    from sddpm.export.lava_bundle import load_bundle, load_fixed_point
+    from sddpm.export.nir_to_lava import LavaNetwork
+    from sddpm.sampling import save_grid
+    from sddpm.simulations.denoise import FixedPointReference, LavaNoisePredictor
+    from sddpm.simulations.lava_runner import LavaSession
+
+    out = _check_options(backend, sampler, out)
+    graph, manifest = load_bundle(bundle)
+    float_reference, float_name = _reference(checkpoint, graph, manifest)
+    fixed = load_fixed_point(bundle, graph, manifest) if fixed_point else None
     if fixed is None:
         reference, reference_name = float_reference, float_name
     else:
@@ -102,30 +112,31 @@ def run_simulation(args) -> dict:
                           "lava-dl SLAYER CUBA neurons)")
     T = manifest["timesteps"]
     config = manifest["model_config"]
-    shape = (args.n, config["image_channels"], config["image_size"], config["image_size"])
+    shape = (n, config["image_channels"], config["image_size"], config["image_size"])
     t0 = time.perf_counter()
     network = LavaNetwork(graph, T, tap_spikes=True, fixed=fixed)
     session = LavaSession(network)
     try:
         predictor = LavaNoisePredictor(graph, session, reference=reference,
-                                       float_reference=float_reference if fixed else None)
+                                       float_reference=float_reference if fixed else None,
+                                       chip_energy=chip_energy)
         diffusion = GaussianDiffusion(config["diffusion_steps"])
-        images = sample(predictor, diffusion, shape, sampler="ddim", steps=args.denoise_steps,
-                        seed=args.seed, progress=not args.json)
+        images = sample(predictor, diffusion, shape, sampler="ddim", steps=denoise_steps,
+                        seed=seed, progress=progress)
     finally:
         session.stop()
     wall = time.perf_counter() - t0
 
     def sample_with(ref):
         return sample(lambda x, t: ref(x, t)[0].float(), diffusion, shape, sampler="ddim",
-                      steps=args.denoise_steps, seed=args.seed, progress=False)
+                      steps=denoise_steps, seed=seed, progress=False)
 
     torch_images = sample_with(reference)
     steps = predictor.comparisons
     report = {
-        "bundle": str(args.bundle), "backend": "lava", "precision": session.tag,
+        "bundle": str(bundle), "backend": "lava", "precision": session.tag,
         "weight_bits": fixed.weight_bits if fixed else None,
-        "reference": reference_name, "images": args.n, "seed": args.seed,
+        "reference": reference_name, "images": n, "seed": seed,
         "sampler": "ddim", "denoise_steps": len(steps), "timesteps": T,
         "latency_steps": network.schedule.latency(),
         "lava_processes": len(network.processes),
@@ -137,7 +148,7 @@ def run_simulation(args) -> dict:
         "reference_spikes": sum(sum(s.reference_spikes.values()) for s in steps),
         "max_eps_rel_error": max(s.eps_rel_error for s in steps),
         "image_max_abs_difference": float((images - torch_images).abs().max()),
-        "energy_hardware": "45nm-fp32, 'paper' convention, chip network only",
+        "energy_hardware": getattr(chip_energy, "description", "not priced"),
         "max_energy_rel_difference": max(_relative(s.energy_lava_mj, s.energy_reference_mj)
                                          for s in steps),
         "steps": [{"t": s.t, "eps_rel_error": s.eps_rel_error,
@@ -152,7 +163,7 @@ def run_simulation(args) -> dict:
         save_grid(float_images, out / "images_float.png")
         report["against_float"] = _against_float(predictor.float_comparisons, float_name,
                                                  images, float_images)
-    (out / "simulate.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "simulate.json", report)
     save_grid(images, out / "images_lava.png")
     save_grid(torch_images, out / "images_torch.png")
     _plot(steps, out / "comparison.png")
@@ -192,29 +203,3 @@ def print_report(r: dict) -> None:
         print(f"  fixed point against the float {f['reference']}: eps relative error "
               f"{errors}; spikes agree {agree} (mean over populations); final images differ "
               f"by {f['image_rms_difference']:.3f} RMS, {f['image_max_abs_difference']:.3f} max")
-
-
-def add_parser(sub, positive_int) -> None:
-    p = sub.add_parser("simulate", help="denoising steps on Lava, compared with torch")
-    p.add_argument("bundle", help="a folder written by 'sddpm-export --to lava'")
-    p.add_argument("--backend", default="lava", help="lava (Lava's CPU backend)")
-    p.add_argument("--fixed-point", action="store_true",
-                   help="run Lava's fixed_pt models on the bundle's Loihi 2 integers")
-    p.add_argument("--denoise-steps", type=positive_int, default=3, help="DDIM steps K")
-    p.add_argument("--sampler", default="ddim")
-    p.add_argument("--n", type=positive_int, default=1, help="images, pipelined through Lava")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint", default=None,
-                   help="compare with this trained model instead of the reference executor")
-    p.add_argument("--out", default="runs/simulate", help="folder for every output")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def run(args) -> None:
-    report = run_simulation(args)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_report(report)
-        print(f"wrote {args.out}/simulate.json, images_lava.png, images_torch.png, "
-              "comparison.png")

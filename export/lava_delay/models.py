@@ -10,7 +10,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from export.lava_delay.process import DelayLine
+from sddpm.export.lava_delay.process import DelayLine
 
 
 class _RingBuffer(PyLoihiProcessModel):

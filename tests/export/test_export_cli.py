@@ -4,7 +4,7 @@ import nir
 import numpy as np
 import pytest
 
-from export.nir_file import read_nir
+from sddpm.export.nir_file import read_nir
 from tests.conftest import run_cli
 
 

@@ -14,10 +14,11 @@ import nir
 import pytest
 import torch
 
-from export.executor import HostSide, NirExecutor, nirtorch_module, topological_order
-from export.nir_file import read_nir, write_nir
-from export.torch_to_nir import export_nir
 from sddpm.errors import SddpmError
+from sddpm.export.executor import HostSide, NirExecutor, nirtorch_module
+from sddpm.export.graph import topological_order
+from sddpm.export.nir_file import read_nir, write_nir
+from sddpm.export.torch_to_nir import export_nir
 from sddpm.models import build_model
 from sddpm.presets import get_preset
 

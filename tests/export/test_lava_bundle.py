@@ -5,8 +5,9 @@ import shutil
 
 import pytest
 
-from export.lava_bundle import FORMAT_VERSION, MANIFEST, _sha256, load_bundle, load_fixed_point
 from sddpm.errors import SddpmError
+from sddpm.export.lava_bundle import FORMAT_VERSION, MANIFEST, load_bundle, load_fixed_point
+from sddpm.files import file_sha256
 from tests.conftest import run_cli
 
 
@@ -31,7 +32,7 @@ def test_bundle_holds_graph_manifest_and_schedule(bundle):
 
 
 def test_process_counts_match_the_built_lava_network(bundle):
-    from export.nir_to_lava import LavaNetwork
+    from sddpm.export.nir_to_lava import LavaNetwork
 
     folder, summary = bundle
     graph, manifest = load_bundle(folder)
@@ -100,6 +101,7 @@ def test_simulate_options_are_checked_first(bundle, tmp_path, args, message):
     assert result.returncode == 2 and message in result.stderr
 
 
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
 def test_simulate_runs_the_bundle_and_reports(bundle, tmp_path):
     out = tmp_path / "sim"
     result = run_cli("sddpm", "simulate", bundle[0], "--denoise-steps", "2", "--out", out,
@@ -141,7 +143,7 @@ def test_the_bundle_carries_fixed_point_parameters_for_its_graph(bundle, tmp_pat
         name = next(iter(f["targets"]))
         f["targets"][name].attrs["vth"] = 0
     edited = json.loads((copy / MANIFEST).read_text())
-    edited["files"]["fixed_point.h5"]["sha256"] = _sha256(path)
+    edited["files"]["fixed_point.h5"]["sha256"] = file_sha256(path)
     (copy / MANIFEST).write_text(json.dumps(edited))
     graph, manifest = load_bundle(copy)
     with pytest.raises(SddpmError, match="does not fit the bundle's graph"):
@@ -150,6 +152,7 @@ def test_the_bundle_carries_fixed_point_parameters_for_its_graph(bundle, tmp_pat
         load_fixed_point(copy, graph, dict(manifest, fixed_point=None))
 
 
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
 def test_simulate_fixed_point_matches_the_emulation_and_reports_the_float_gap(bundle,
                                                                                tmp_path):
     out = tmp_path / "fixed"
@@ -169,6 +172,7 @@ def test_simulate_fixed_point_matches_the_emulation_and_reports_the_float_gap(bu
         assert (out / name).stat().st_size > 0
 
 
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
 def test_finetune_fixed_point_writes_a_bundle_lava_runs_bit_exact(bundle, tmp_path):
     out = tmp_path / "tuned"
     result = run_cli("sddpm", "finetune", bundle[0], "--fixed-point", "--out", out,

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from export.nir_file import Upsample2d, graph_info, read_nir, write_nir
-from export.torch_to_nir import export_nir
 from sddpm.errors import SddpmError
+from sddpm.export.nir_file import Upsample2d, graph_info, read_nir, write_nir
+from sddpm.export.torch_to_nir import export_nir
 from sddpm.models import build_model
 from sddpm.presets import get_preset
 
@@ -80,7 +80,7 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
 
 
 def test_foreign_nir_files_get_one_clear_error(tmp_path):
-    from export.executor import predict_noise
+    from sddpm.export.executor import predict_noise
 
     graph = nir.NIRGraph.from_list(nir.Input(np.array([2])), nir.Affine(np.eye(2), np.zeros(2)),
                                    nir.Output(np.array([2])))

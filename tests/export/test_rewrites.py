@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from export.rewrites import (
+from sddpm.export.rewrites import (
     compose_pointwise,
     conv_map,
     fold_batchnorm_module,

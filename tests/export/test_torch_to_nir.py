@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from export.executor import predict_noise
-from export.nir_file import read_nir, write_nir
-from export.torch_to_nir import export_nir
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.errors import SddpmError
+from sddpm.export.executor import predict_noise
+from sddpm.export.nir_file import read_nir, write_nir
+from sddpm.export.torch_to_nir import export_nir
 from sddpm.models import build_model
 from sddpm.neurons import MultiStepIF
 from sddpm.presets import get_preset

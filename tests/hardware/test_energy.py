@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from hardware.energy import energy_report
-from hardware.hardware_profiles import available_profiles, load_profile
-from hardware.profiler import ActivityProfiler, profile_sampling
 from sddpm.diffusion import GaussianDiffusion
 from sddpm.errors import SddpmError
+from sddpm.hardware.energy import energy_report
+from sddpm.hardware.hardware_costs import available_hardware, load_hardware_costs
+from sddpm.hardware.profiler import ActivityProfiler, profile_sampling
+from sddpm.hardware.spike_profile import Population, SpikeProfile, SynapticLayer
 from sddpm.models import build_model, count_macs
 from sddpm.neurons import MultiStepIF, set_threshold
 from sddpm.presets import get_preset
@@ -33,48 +34,79 @@ def test_no_spikes_means_no_ac_energy():
     _, _, silent = _profile(threshold=1e9)
     spike_layers = [i for i, l in enumerate(silent.layers) if l.binary_input]
     assert spike_layers and np.all(silent.input_rate[:, spike_layers] == 0)
-    strict = energy_report(silent, load_profile("45nm-fp32"), "strict")
+    strict = energy_report(silent, load_hardware_costs("45nm-fp32"), "strict")
     assert strict.ac_mj == 0 and strict.mac_mj > 0
-    paper = energy_report(silent, load_profile("45nm-fp32"), "paper")
+    paper = energy_report(silent, load_hardware_costs("45nm-fp32"), "paper")
     assert all(paper.layers[i].energy_mj == 0 for i in spike_layers)
 
 
-@pytest.mark.parametrize("hardware", available_profiles())
+@pytest.mark.parametrize("hardware", available_hardware())
 def test_strict_is_never_below_paper(snn, hardware):
     _, _, profile = snn
-    hw = load_profile(hardware)
+    hw = load_hardware_costs(hardware)
     paper, strict = energy_report(profile, hw, "paper"), energy_report(profile, hw, "strict")
     assert np.all(strict.per_step_mj >= paper.per_step_mj)
     if hw.mac_pj > hw.ac_pj:  # analog-input layers cost MACs in strict
         assert strict.per_forward_mj > paper.per_forward_mj
 
 
-def test_paper_convention_formula(snn):
-    _, _, profile = snn
-    hw = load_profile("45nm-fp32")
-    report = energy_report(profile, hw, "paper")
-    first = next(i for i, l in enumerate(profile.layers) if l.kind == "conv2d")
-    sops = profile.synaptic_ops()
-    expected = (hw.mac_pj * profile.layers[first].dense_macs
-                + hw.ac_pj * (sops.sum(axis=1) - sops[:, first])) / 1e9
-    np.testing.assert_allclose(report.per_step_mj, expected, rtol=1e-12)
-    assert [l.op for l in report.layers].count("MAC") == 1
-    assert report.per_image_mj == pytest.approx(report.per_step_mj.sum())
+def _hand_made_profile() -> SpikeProfile:
+    """Four layers, T = 2, two denoising steps, rates chosen by hand."""
+    def layer(name, kind, macs, per_timestep, binary):
+        return SynapticLayer(name, kind, (1,), (1,), (1,), macs, per_timestep, binary)
+
+    layers = [layer("encoder.conv1", "conv2d", 100, False, False),  # on the analog image
+              layer("block.conv", "conv2d", 1000, True, True),  # reads spikes
+              layer("block.shortcut", "conv2d", 50, True, False),  # reads the analog stream
+              layer("temb.linear", "linear", 20, False, False)]  # once per forward
+    rates = np.array([[[1, 1], [0.1, 0.3], [1.0, 0.5], [1, 1]],
+                      [[1, 1], [0.2, 0.2], [0.8, 0.8], [0.5, 0.5]]])
+    return SpikeProfile(layers=layers, populations=[Population("block.neuron", 10)],
+                        timesteps=2, diffusion_t=np.array([900, 100]), input_rate=rates,
+                        exact_events=np.zeros((2, 4)),
+                        population_rate=np.array([[[0.1, 0.3]], [[0.2, 0.2]]]),
+                        meta={"arch": "snn"})
+
+
+def test_both_conventions_on_a_hand_made_profile():
+    profile = _hand_made_profile()
+    fp32 = load_hardware_costs("45nm-fp32")
+    # paper: the first conv 100 MACs x 4.6 pJ; every other layer 0.9 pJ per SOP, with
+    # SOPs = sum over T of rate x MACs (once-per-forward layers: the one rate x MACs):
+    #   step 900: 460 + 0.9 (0.4 * 1000 + 1.5 * 50 + 1.0 * 20) = 905.5 pJ
+    #   step 100: 460 + 0.9 (0.4 * 1000 + 1.6 * 50 + 0.5 * 20) = 901.0 pJ
+    paper = energy_report(profile, fp32, "paper")
+    np.testing.assert_allclose(paper.per_step_mj, [905.5e-9, 901.0e-9], rtol=1e-12)
+    assert paper.per_image_mj == pytest.approx(1806.5e-9, rel=1e-12)
+    assert paper.per_forward_mj == pytest.approx(903.25e-9, rel=1e-12)
+    assert [l.op for l in paper.layers] == ["MAC", "AC", "AC", "AC"]
+    # strict: analog inputs cost every dense MAC (the shortcut runs T = 2 times):
+    #   460 + 0.9 * 400 + 4.6 * 100 + 4.6 * 20 = 1372 pJ at both steps
+    strict = energy_report(profile, fp32, "strict")
+    np.testing.assert_allclose(strict.per_step_mj, [1372e-9, 1372e-9], rtol=1e-12)
+    assert [l.op for l in strict.layers] == ["MAC", "AC", "MAC", "MAC"]
+    assert strict.mac_mj == pytest.approx(1012e-9) and strict.ac_mj == pytest.approx(360e-9)
+    # Loihi, strict: 23.6 pJ per event (100 + 400 + 100 + 20) plus neuron updates,
+    # 10 neurons x 2 timesteps of which 4 fire: 4 x 81 + 16 x 52 pJ
+    loihi = energy_report(profile, load_hardware_costs("loihi1"), "strict")
+    np.testing.assert_allclose(loihi.per_step_mj, [(620 * 23.6 + 1156) * 1e-9] * 2,
+                               rtol=1e-12)
+    assert loihi.neuron_mj == pytest.approx(1156e-9, rel=1e-12)
 
 
 def test_neuron_updates_count_only_in_strict_with_a_figure(snn):
     _, _, profile = snn
-    loihi = load_profile("loihi1")
+    loihi = load_hardware_costs("loihi1")
     strict = energy_report(profile, loihi, "strict")
     neurons = sum(p.neurons for p in profile.populations) * profile.timesteps
     assert neurons * 52e-9 <= strict.neuron_mj <= neurons * 81e-9
     assert energy_report(profile, loihi, "paper").neuron_mj == 0
-    assert energy_report(profile, load_profile("45nm-fp32"), "strict").neuron_mj == 0
+    assert energy_report(profile, load_hardware_costs("45nm-fp32"), "strict").neuron_mj == 0
 
 
 def test_ann_costs_a_mac_per_dense_mac_in_both_conventions():
     model, config, profile = _profile("ann", steps=2)
-    hw = load_profile("45nm-fp32")
+    hw = load_hardware_costs("45nm-fp32")
     macs = count_macs(model, config)["macs_per_forward"]
     for convention in ("paper", "strict"):
         report = energy_report(profile, hw, convention)
@@ -84,7 +116,7 @@ def test_ann_costs_a_mac_per_dense_mac_in_both_conventions():
 
 def test_unknown_convention_is_refused(snn):
     with pytest.raises(SddpmError, match="unknown convention 'loose'"):
-        energy_report(snn[2], load_profile("45nm-fp32"), "loose")
+        energy_report(snn[2], load_hardware_costs("45nm-fp32"), "loose")
 
 
 class _BinaryImageNet(torch.nn.Module):
@@ -101,7 +133,7 @@ class _BinaryImageNet(torch.nn.Module):
         return self.conv2(self.neuron(h))
 
 
-@pytest.mark.parametrize("hardware", available_profiles())
+@pytest.mark.parametrize("hardware", available_hardware())
 def test_strict_is_never_below_paper_with_a_binary_image(hardware):
     torch.manual_seed(0)
     model = _BinaryImageNet()
@@ -110,7 +142,7 @@ def test_strict_is_never_below_paper_with_a_binary_image(hardware):
         model(x, torch.zeros(2, dtype=torch.long))
     profile = p.profile()
     assert profile.layers[0].binary_input and not profile.layers[0].per_timestep
-    hw = load_profile(hardware)
+    hw = load_hardware_costs(hardware)
     paper, strict = energy_report(profile, hw, "paper"), energy_report(profile, hw, "strict")
     assert strict.layers[0].op == paper.layers[0].op == "MAC"
     assert strict.per_forward_mj >= paper.per_forward_mj

@@ -3,10 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-from hardware.profiler import ActivityProfiler, profile_sampling, real_fanout
-from hardware.spike_profile import SpikeProfile
 from sddpm.diffusion import GaussianDiffusion, ddim_timesteps
 from sddpm.errors import SddpmError
+from sddpm.hardware.profiler import ActivityProfiler, profile_sampling, real_fanout
+from sddpm.hardware.spike_profile import SpikeProfile
 from sddpm.models import build_model, count_macs
 from sddpm.neurons import MultiStepIF
 from sddpm.presets import get_preset

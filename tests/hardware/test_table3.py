@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from hardware.energy import energy_report
-from hardware.hardware_profiles import load_profile
-from hardware.table3 import _with_rates, architecture_profile, implied_rate, mean_spike_rate
+from sddpm.hardware.energy import energy_report
+from sddpm.hardware.hardware_costs import load_hardware_costs
+from sddpm.hardware.table3 import _with_rates, architecture_profile, implied_rate, mean_spike_rate
 from sddpm.models import build_model, count_macs
 from sddpm.presets import get_preset
 from tests.conftest import run_cli
@@ -35,12 +35,12 @@ def test_implied_rate_from_an_independent_mac_count(T, paper_mj):
     first = 32 * 32 * 128 * 3 * 9
     expected = (paper_mj * 1e9 - 4.6 * first) / (0.9 * T * (M - first))
     structure = architecture_profile("snn", T)
-    assert implied_rate(structure, paper_mj, load_profile("45nm-fp32")) == pytest.approx(
+    assert implied_rate(structure, paper_mj, load_hardware_costs("45nm-fp32")) == pytest.approx(
         expected, rel=1e-9)
 
 
 def test_implied_rate_prices_back_to_the_given_energy(structure4):
-    hw = load_profile("45nm-fp32")
+    hw = load_hardware_costs("45nm-fp32")
     rate = implied_rate(structure4, 10.97, hw)
     priced = structure4.input_rate.copy()
     priced[:] = rate

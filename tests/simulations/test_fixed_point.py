@@ -10,20 +10,27 @@ import numpy as np
 import pytest
 import torch
 
-from export.executor import ExportedNoisePredictor
-from export.nir_file import neighbours
-from export.nir_to_lava import LavaNetwork
-from export.quantize import (BIAS_MANT_BITS, quantize_graph, read_fixed_point, scale_groups,
-                             summed_bias, write_fixed_point)
-from export.torch_to_nir import export_nir
 from sddpm.diffusion import GaussianDiffusion, sample
 from sddpm.errors import SddpmError
+from sddpm.export.executor import ExportedNoisePredictor
+from sddpm.export.graph import neighbours
+from sddpm.export.nir_to_lava import LavaNetwork
+from sddpm.export.quantize import (
+    BIAS_MANT_BITS,
+    quantize_graph,
+    read_fixed_point,
+    scale_groups,
+    summed_bias,
+    write_fixed_point,
+)
+from sddpm.export.torch_to_nir import export_nir
+from sddpm.hardware.deployed import DeployedEnergy
 from sddpm.models import build_model
 from sddpm.neurons import MultiStepIF
 from sddpm.presets import get_preset
-from simulations.denoise import FixedPointReference, GraphReference, LavaNoisePredictor
-from simulations.fixed_emulator import FixedPointEmulator, FixedPointNoisePredictor
-from simulations.lava_runner import LavaSession
+from sddpm.simulations.denoise import FixedPointReference, GraphReference, LavaNoisePredictor
+from sddpm.simulations.fixed_emulator import FixedPointEmulator, FixedPointNoisePredictor
+from sddpm.simulations.lava_runner import LavaSession
 
 
 def _graph(threshold_scale=1.0, T=4, seed=0):
@@ -157,6 +164,7 @@ def test_more_weight_bits_track_the_float_network_closer():
 
 @pytest.mark.parametrize("threshold_scale, T, batches", [(1.0, 4, [2]), (0.1, 4, [1, 3]),
                                                          (0.2, 1, [2])])
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
 def test_lava_fixed_pt_equals_the_emulation_spike_for_spike(threshold_scale, T, batches):
     config, graph = _graph(threshold_scale, T)
     fixed = quantize_graph(graph)
@@ -181,13 +189,15 @@ def test_lava_fixed_pt_equals_the_emulation_spike_for_spike(threshold_scale, T, 
         session.stop()
 
 
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
 def test_three_ddim_steps_in_lava_fixed_pt():
     config, graph = _graph(threshold_scale=0.5)
     fixed = quantize_graph(graph)
     session = LavaSession(LavaNetwork(graph, config.timesteps, tap_spikes=True, fixed=fixed))
     try:
         predictor = LavaNoisePredictor(graph, session, reference=FixedPointReference(graph, fixed),
-                                       float_reference=GraphReference(graph))
+                                       float_reference=GraphReference(graph),
+                                       chip_energy=DeployedEnergy())
         diffusion = GaussianDiffusion(config.diffusion_steps)
         sample(predictor, diffusion, (2, 1, 8, 8), sampler="ddim", steps=3, seed=0,
                progress=False)
@@ -203,7 +213,7 @@ def test_three_ddim_steps_in_lava_fixed_pt():
 
 
 def test_quantisation_aware_network_starts_as_the_deployment_and_learns():
-    from simulations.finetune import QuantisationAwareNetwork
+    from sddpm.simulations.finetune import QuantisationAwareNetwork
 
     config, graph = _graph(threshold_scale=0.5)
     fixed = quantize_graph(graph)

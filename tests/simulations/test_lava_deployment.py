@@ -4,20 +4,21 @@ Each test compiles a real Lava network (one OS process per Lava process) and run
 the tiny preset keeps that to seconds.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from export.executor import HostSide, NirExecutor
-from export.nir_to_lava import LavaNetwork, upsample_matrix
-from export.torch_to_nir import export_nir
 from sddpm.diffusion import GaussianDiffusion, sample
+from sddpm.export.executor import HostSide, NirExecutor
+from sddpm.export.nir_to_lava import LavaNetwork, upsample_matrix
+from sddpm.export.torch_to_nir import export_nir
+from sddpm.hardware.deployed import DeployedEnergy
 from sddpm.models import build_model
 from sddpm.presets import get_preset
-import json
-
-from simulations.denoise import LavaNoisePredictor, ModelReference
-from simulations.lava_runner import LavaSession
+from sddpm.simulations.denoise import LavaNoisePredictor, ModelReference
+from sddpm.simulations.lava_runner import LavaSession
 
 
 def test_upsample_matrix_is_nearest_upsampling():
@@ -38,6 +39,7 @@ def tiny_lava():
     session.stop()
 
 
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
 def test_two_images_pipelined_equal_the_reference_executor(tiny_lava):
     config, model, graph, session = tiny_lava
     host = HostSide(graph)
@@ -60,10 +62,12 @@ def test_two_images_pipelined_equal_the_reference_executor(tiny_lava):
     assert 0 < np.mean(rates) < 1
 
 
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
 def test_three_ddim_steps_in_lava_match_torch(tiny_lava):
     config, model, graph, session = tiny_lava
     populations = json.loads(graph.metadata["sddpm"])["populations"]
-    predictor = LavaNoisePredictor(graph, session, reference=ModelReference(model, populations))
+    predictor = LavaNoisePredictor(graph, session, reference=ModelReference(model, populations),
+                                   chip_energy=DeployedEnergy())
     diffusion = GaussianDiffusion(config.diffusion_steps)
     images = sample(predictor, diffusion, (2, 1, 8, 8), sampler="ddim", steps=3, seed=0,
                     progress=False)
@@ -81,11 +85,12 @@ def test_three_ddim_steps_in_lava_match_torch(tiny_lava):
     torch.testing.assert_close(images, torch_images, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
 def test_deployed_profile_counts_the_chip_network(tiny_lava):
-    from export.latency import balance
-    from hardware.deployed import deployed_profile
-    from hardware.energy import energy_report
-    from hardware.hardware_profiles import load_profile
+    from sddpm.export.latency import balance
+    from sddpm.hardware.deployed import deployed_profile
+    from sddpm.hardware.energy import energy_report
+    from sddpm.hardware.hardware_costs import load_hardware_costs
 
     config, model, graph, session = tiny_lava
     host = HostSide(graph)
@@ -95,7 +100,7 @@ def test_deployed_profile_counts_the_chip_network(tiny_lava):
     profile = deployed_profile(graph, {k: v.transpose(0, 1) for k, v in spikes.items()}, 100)
     instances = {(c, w) for (c, _), w in balance(graph).waits.items()}
     assert len(profile.layers) == len(instances) and all(l.binary_input for l in profile.layers)
-    paper = energy_report(profile, load_profile("45nm-fp32"), "paper")
+    paper = energy_report(profile, load_hardware_costs("45nm-fp32"), "paper")
     assert paper.mac_mj == 0 and paper.ac_mj > 0  # every chip layer reads spikes
     assert profile.exact_events.sum() > 0 and profile.synaptic_ops().sum() > 0
 
@@ -113,6 +118,7 @@ def _busy_network(T, scale):
     return config, export_nir(model)
 
 
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
 @pytest.mark.parametrize("T, batches", [(4, [1, 3, 2]), (1, [2, 1])])
 def test_chunked_runs_and_consecutive_batches_stay_exact(T, batches):
     config, graph = _busy_network(T, 0.1)
@@ -137,6 +143,7 @@ def test_chunked_runs_and_consecutive_batches_stay_exact(T, batches):
         session.stop()
 
 
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
 def test_a_bad_feed_is_refused_before_anything_is_sent(tiny_lava):
     from sddpm.errors import SddpmError
 

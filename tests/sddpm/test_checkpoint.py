@@ -4,7 +4,7 @@ import pickle
 import pytest
 import torch
 
-from sddpm.checkpoint import load_checkpoint, rng_state, restore_rng_state, save_checkpoint
+from sddpm.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from sddpm.errors import SddpmError
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from sddpm.cli import main
+from sddpm.cli.main import main
 from tests.conftest import run_cli
 
 

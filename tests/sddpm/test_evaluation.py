@@ -10,7 +10,8 @@ import torch
 from sddpm.classifier import FashionClassifier, load_classifier
 from sddpm.data import DEBIAN_FASHION_MNIST, load_labels
 from sddpm.errors import SddpmError
-from sddpm.evaluation import classifier_features, fid_kid
+from sddpm.evaluation import classifier_features
+from sddpm.fid_kid import fid_kid
 from tests.conftest import ROOT, run_cli
 
 CLASSIFIER = ROOT / "checkpoints" / "fmnist-classifier.pt"

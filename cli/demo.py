@@ -5,18 +5,18 @@ Fashion-MNIST is not installed) with a sample grid; a sample grid from the shipp
 trained model; its energy report; its NIR export and Lava bundle; a few DDIM
 denoising steps of it simulated in Lava, compared with torch; and one in Lava's fixed
 point, compared with the fixed-point emulation and with the float model. Every output goes to one
-folder; a summary is printed at the end. It lives here, not in ``sddpm/``, because it
-runs the whole chain: model, export, Lava, energy.
+folder; a summary is printed at the end. It lives on the top floor, with the command
+line, because it runs the whole chain: model, export, Lava, energy.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from sddpm.checkpoint import SHIPPED_CHECKPOINT as SHIPPED
 from sddpm.data import DEBIAN_FASHION_MNIST
+from sddpm.files import write_json
 from sddpm.models import count_params
 from sddpm.sampling import sample_checkpoint, save_grid
 from sddpm.train import TrainConfig, Trainer
@@ -34,14 +34,16 @@ def _grid_from(checkpoint: Path, out: Path, n: int, steps: int) -> dict:
 
 
 def _energy_of(checkpoint: Path, out: Path, steps: int = 20) -> dict:
-    from hardware.energy import energy_report
-    from hardware.energy_cli import profile_checkpoint, write_outputs
-    from hardware.hardware_profiles import load_profile
+    from sddpm.hardware.energy import energy_report
+    from sddpm.hardware.hardware_costs import load_hardware_costs
+    from sddpm.hardware.profiler import profile_checkpoint
+    from sddpm.hardware.reports import write_outputs
 
+    fp32 = load_hardware_costs("45nm-fp32")
     profile = profile_checkpoint(checkpoint, sampler="ddim", steps=steps, n=4)
-    report = energy_report(profile, load_profile("45nm-fp32"), "paper")
+    report = energy_report(profile, fp32, "paper")
     write_outputs(out, profile, report)
-    strict = energy_report(profile, load_profile("45nm-fp32"), "strict")
+    strict = energy_report(profile, fp32, "strict")
     return {"checkpoint": str(checkpoint), "folder": str(out), "sampler": f"ddim-{steps}",
             "hardware": report.hardware, "paper_mJ_per_forward": round(report.per_forward_mj, 4),
             "paper_mJ_per_image": round(report.per_image_mj, 3),
@@ -52,22 +54,18 @@ def _deploy(checkpoint: Path, out: Path, denoise_steps: int, fixed_point_steps: 
     """NIR file, Lava bundle, and DDIM steps simulated in Lava: ``denoise_steps`` in
     floating point against torch, ``fixed_point_steps`` in fixed point against the
     emulation."""
-    from types import SimpleNamespace
+    from sddpm.export.from_checkpoint import export_to_lava, export_to_nir
+    from sddpm.hardware.deployed import DeployedEnergy
+    from sddpm.simulations.simulate import run_simulation
 
-    from export.cli import export_to_lava, export_to_nir
-    from simulations.simulate import run_simulation
-
-    common = dict(checkpoint=str(checkpoint), no_ema=False, threshold=None, json=True)
-    nir = export_to_nir(SimpleNamespace(**common, output=str(out / "model.nir"),
-                                        diffusion_step=None, dtype="float32"))
-    bundle = export_to_lava(SimpleNamespace(**common, output=str(out / "lava-bundle"),
-                                            weight_bits=8))
+    nir = export_to_nir(checkpoint, output=out / "model.nir", dtype="float32")
+    bundle = export_to_lava(checkpoint, output=out / "lava-bundle", weight_bits=8)
+    chip_energy = DeployedEnergy("45nm-fp32", "paper")
 
     def simulate(fixed_point: bool, steps: int, folder: str) -> dict:
-        return run_simulation(SimpleNamespace(
-            bundle=bundle["output"], backend="lava", fixed_point=fixed_point, sampler="ddim",
-            denoise_steps=steps, n=1, seed=0, checkpoint=str(checkpoint),
-            out=str(out / folder), json=False))
+        return run_simulation(bundle["output"], out=out / folder, denoise_steps=steps, n=1,
+                              seed=0, fixed_point=fixed_point, checkpoint=checkpoint,
+                              chip_energy=chip_energy)
 
     sim = simulate(False, denoise_steps, "simulate")
     fixed = simulate(True, fixed_point_steps, "simulate-fixed-point")
@@ -110,5 +108,5 @@ def run_demo(out: str | Path, train_steps: int = 100, denoise_steps: int = 2,
     model = SHIPPED if SHIPPED.exists() else train_dir / "last.pt"
     summary["energy"] = _energy_of(model, out / "energy")
     summary["deployment"] = _deploy(model, out / "deploy", denoise_steps, fixed_point_steps)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     return summary

@@ -2,29 +2,29 @@ import json
 
 import pytest
 
-from hardware.hardware_profiles import HardwareProfile, available_profiles, load_profile
 from sddpm.errors import SddpmError
+from sddpm.hardware.hardware_costs import HardwareCosts, available_hardware, load_hardware_costs
 
 
 def test_every_shipped_profile_loads_with_a_source():
-    names = available_profiles()
+    names = available_hardware()
     assert {"45nm-fp32", "45nm-fp16", "45nm-int8", "loihi1", "truenorth"} <= set(names)
     for name in names:
-        profile = load_profile(name)
+        profile = load_hardware_costs(name)
         assert profile.name == name
         assert len(profile.source) > 20
         assert profile.mac_pj >= profile.ac_pj > 0
 
 
 def test_fp32_profile_holds_the_papers_constants():
-    profile = load_profile("45nm-fp32")
+    profile = load_hardware_costs("45nm-fp32")
     assert (profile.mac_pj, profile.ac_pj) == (4.6, 0.9)
-    assert load_profile("loihi1").neuron_update_pj == {"active": 81.0, "inactive": 52.0}
+    assert load_hardware_costs("loihi1").neuron_update_pj == {"active": 81.0, "inactive": 52.0}
 
 
 def test_unknown_profile_names_the_choices():
     with pytest.raises(SddpmError, match="unknown hardware 'tpu'.*45nm-fp32"):
-        load_profile("tpu")
+        load_hardware_costs("tpu")
 
 
 def test_profile_file_by_path_and_its_errors(tmp_path):
@@ -32,13 +32,13 @@ def test_profile_file_by_path_and_its_errors(tmp_path):
             "neuron_update_pj": None, "source": "measured by me"}
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(good))
-    assert load_profile(str(path)) == HardwareProfile(**good)
+    assert load_hardware_costs(str(path)) == HardwareCosts(**good)
     path.write_text(json.dumps({**good, "mac_pj": 0.5}))
     with pytest.raises(SddpmError, match="mac_pj 0.5 is below ac_pj"):
-        load_profile(str(path))
+        load_hardware_costs(str(path))
     path.write_text(json.dumps({k: v for k, v in good.items() if k != "source"}))
     with pytest.raises(SddpmError, match="lacks source"):
-        load_profile(str(path))
+        load_hardware_costs(str(path))
     for bad, message in [({"mac_pj": float("nan")}, "mac_pj must be a positive, finite"),
                          ({"ac_pj": "0.9"}, "ac_pj must be a positive, finite"),
                          ({"neuron_update_pj": 5}, "neuron_update_pj must be null"),
@@ -46,9 +46,9 @@ def test_profile_file_by_path_and_its_errors(tmp_path):
                           "neuron_update_pj.active must be")]:
         path.write_text(json.dumps({**good, **bad}))
         with pytest.raises(SddpmError, match=message):
-            load_profile(str(path))
+            load_hardware_costs(str(path))
     path.write_text("{not json")
     with pytest.raises(SddpmError, match="not valid JSON"):
-        load_profile(str(path))
+        load_hardware_costs(str(path))
     with pytest.raises(SddpmError, match="does not exist"):
-        load_profile(str(tmp_path / "absent.json"))
+        load_hardware_costs(str(tmp_path / "absent.json"))

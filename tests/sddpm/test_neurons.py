@@ -3,8 +3,15 @@ import torch
 
 from sddpm.errors import SddpmError
 from sddpm.models import build_model
-from sddpm.neurons import (MultiStepIF, _norse_loop, _snntorch_loop, if_multistep,
-                           set_backend, set_threshold, spiking_layers)
+from sddpm.neurons import (
+    MultiStepIF,
+    _norse_loop,
+    _snntorch_loop,
+    if_multistep,
+    set_backend,
+    set_threshold,
+    spiking_layers,
+)
 from sddpm.presets import get_preset
 
 

@@ -1,9 +1,10 @@
-"""Energy figures of hardware, kept as data files in ``hardware/profiles/``.
+"""Energy costs of hardware per operation, kept as data files in ``hardware/costs/``.
 
-Each file gives the energy of one multiply-accumulate (``mac_pj``), one accumulate or
+("Profile" in this project means a measured activity record, :mod:`.spike_profile`;
+what a chip or a process charges per operation is its cost table, here.) Each file gives the energy of one multiply-accumulate (``mac_pj``), one accumulate or
 synaptic event (``ac_pj``) and, where published, one neuron update per timestep
 (``neuron_update_pj`` with ``active``/``inactive``), all in picojoules, with the
-``source`` it comes from. Adding a profile is adding a file.
+``source`` it comes from. Adding hardware is adding a file.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pathlib import Path
 
 from sddpm.errors import SddpmError
 
-PROFILE_DIR = Path(__file__).with_name("profiles")
+# package data (pyproject.toml), beside this module in a checkout and in a wheel
+COSTS_DIR = Path(__file__).with_name("costs")
 
 
 @dataclass(frozen=True)
-class HardwareProfile:
+class HardwareCosts:
     """Energy per operation in pJ; ``neuron_update_pj`` is ``None`` when unpublished."""
 
     name: str
@@ -34,58 +36,59 @@ class HardwareProfile:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "HardwareProfile":
+    def from_dict(cls, data: dict) -> "HardwareCosts":
         fields = ("name", "description", "mac_pj", "ac_pj", "neuron_update_pj", "source")
         missing = [f for f in fields if f not in data]
         if missing:
-            raise SddpmError(f"hardware profile lacks {', '.join(missing)}")
-        profile = cls(**{k: data[k] for k in (*fields, "notes") if k in data})
-        profile.validate()
-        return profile
+            raise SddpmError(f"hardware cost file lacks {', '.join(missing)}")
+        costs = cls(**{k: data[k] for k in (*fields, "notes") if k in data})
+        costs.validate()
+        return costs
 
     def validate(self) -> None:
         for key in ("mac_pj", "ac_pj"):
             _check_energy(self.name, key, getattr(self, key))
         # the 'strict' convention never undercuts 'paper' only because a MAC costs at
-        # least an accumulate; a profile breaking that is a typo, not hardware
+        # least an accumulate; a cost file breaking that is a typo, not hardware
         if self.mac_pj < self.ac_pj:
-            raise SddpmError(f"hardware profile {self.name}: mac_pj {self.mac_pj} is below "
+            raise SddpmError(f"hardware costs {self.name}: mac_pj {self.mac_pj} is below "
                              f"ac_pj {self.ac_pj}; a MAC includes an accumulate")
         update = self.neuron_update_pj
         if update is None:
             return
         if not isinstance(update, dict) or set(update) != {"active", "inactive"}:
-            raise SddpmError(f"hardware profile {self.name}: neuron_update_pj must be null "
+            raise SddpmError(f"hardware costs {self.name}: neuron_update_pj must be null "
                              f"or {{\"active\": pJ, \"inactive\": pJ}}, got {update!r}")
         for key, value in update.items():
             _check_energy(self.name, f"neuron_update_pj.{key}", value)
 
 
-def _check_energy(profile: str, key: str, value) -> None:
+def _check_energy(hardware: str, key: str, value) -> None:
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not math.isfinite(value) or value <= 0):
-        raise SddpmError(f"hardware profile {profile}: {key} must be a positive, finite "
+        raise SddpmError(f"hardware costs {hardware}: {key} must be a positive, finite "
                          f"number of pJ, got {value!r}")
 
 
-def available_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+def available_hardware() -> list[str]:
+    """Names of the shipped cost files (``45nm-fp32``, ``loihi1``, ...)."""
+    return sorted(p.stem for p in COSTS_DIR.glob("*.json"))
 
 
-def load_profile(name_or_path: str) -> HardwareProfile:
-    """A shipped profile by name (``45nm-fp32``) or any profile file by path."""
+def load_hardware_costs(name_or_path: str) -> HardwareCosts:
+    """Shipped costs by name (``45nm-fp32``) or any cost file by path."""
     path = Path(name_or_path)
     if path.suffix != ".json":
-        path = PROFILE_DIR / f"{name_or_path}.json"
+        path = COSTS_DIR / f"{name_or_path}.json"
         if not path.is_file():
             raise SddpmError(f"unknown hardware {name_or_path!r}; expected one of "
-                             f"{', '.join(available_profiles())} or a profile .json file")
+                             f"{', '.join(available_hardware())} or a hardware cost .json file")
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise SddpmError(f"hardware profile {path} does not exist") from None
+        raise SddpmError(f"hardware cost file {path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SddpmError(f"hardware profile {path} is not valid JSON ({e})") from None
+        raise SddpmError(f"hardware cost file {path} is not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise SddpmError(f"hardware profile {path} must hold a JSON object")
-    return HardwareProfile.from_dict(data)
+        raise SddpmError(f"hardware cost file {path} must hold a JSON object")
+    return HardwareCosts.from_dict(data)

@@ -1,0 +1,189 @@
+"""The model side's sub-commands of ``sddpm``: train, sample, info, eval.
+
+Each is an ``add_<name>(subparsers)`` that declares its options and a
+``run_<name>(args)`` that turns them into keyword arguments of the library; the
+dispatcher (:mod:`sddpm.cli.main`) puts them beside the other stages' commands.
+Importing this module loads argparse and the presets only: ``sddpm train --help``
+stays light.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sddpm.command_line import positive_float, positive_int
+from sddpm.errors import SddpmError
+from sddpm.files import atomic_path
+from sddpm.outputs import writable_file
+from sddpm.presets import ARCHS, PRESETS
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a spiking U-Net or its ANN twin")
+    p.add_argument("--preset", default="fmnist-small", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("--arch", default="snn", help="snn (spiking U-Net) or ann (DDPM twin)")
+    p.add_argument("--neuron", default="snntorch", help="snntorch, snntorch-loop or norse")
+    p.add_argument("--timesteps", "-T", type=positive_int, default=4, help="spiking timesteps")
+    p.add_argument("--steps", type=positive_int, default=1000, help="optimizer steps in all")
+    p.add_argument("--batch-size", type=positive_int, default=0, help="global batch (preset's)")
+    p.add_argument("--lr", type=positive_float, default=0.0, help="Adam learning rate (preset's)")
+    p.add_argument("--warmup", type=int, default=200, help="linear lr warm-up steps")
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay; 0 disables EMA")
+    p.add_argument("--grad-clip", type=positive_float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ckpt-every", type=positive_int, default=500)
+    p.add_argument("--sample-every", type=positive_int, default=1000)
+    p.add_argument("--data-dir", default="", help="folder of the data set files")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--out", default="runs/train", help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+
+
+def run_train(args) -> None:
+    from sddpm.train import TrainConfig, Trainer
+
+    config = TrainConfig(
+        preset=args.preset, arch=args.arch, neuron=args.neuron, timesteps=args.timesteps,
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+        ema_decay=args.ema, grad_clip=args.grad_clip, seed=args.seed,
+        ckpt_every=args.ckpt_every, sample_every=args.sample_every, data_dir=args.data_dir,
+        out=args.out, device=args.device,
+    )
+    trainer = Trainer(config, resume=args.resume)
+    loss = trainer.run()
+    if trainer.rank == 0:
+        print(f"trained {config.arch} {config.preset} to step {trainer.step}, "
+              f"last loss {loss:.4f}; checkpoint {Path(config.out) / 'last.pt'}")
+
+
+def add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="generate images from a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--n", type=positive_int, default=64, help="number of images")
+    p.add_argument("--sampler", default="ddpm", help="ddpm (all steps) or ddim")
+    p.add_argument("--steps", type=positive_int, default=50, help="DDIM steps")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity")
+    p.add_argument("--threshold", type=positive_float, default=None,
+                   help="threshold guidance: one threshold for every IF neuron")
+    p.add_argument("--neuron", default=None, help="run with another neuron backend")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=positive_int, default=64, help="images per forward pass")
+    p.add_argument("--no-ema", action="store_true", help="use the raw, not the EMA, weights")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="samples.png", help="PNG grid")
+    p.add_argument("--npz", default=None, help="also save uint8 images [N,H,W,C] here")
+
+
+def run_sample(args) -> None:
+    import numpy as np
+
+    from sddpm.diffusion import check_sampler
+    from sddpm.sampling import sample_checkpoint, save_grid, to_uint8
+    from sddpm.train import resolve_device
+
+    check_sampler(args.sampler)
+    if not 0 <= args.eta <= 1:
+        raise SddpmError(f"--eta must lie in [0, 1] (0: deterministic DDIM), got {args.eta}")
+    grid_path = writable_file(args.out, (".png", ".jpg", ".jpeg"))
+    npz_path = writable_file(args.npz, (".npz",)) if args.npz else None
+    images, _, _ = sample_checkpoint(
+        args.checkpoint, n=args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
+        seed=args.seed, batch=args.batch, device=resolve_device(args.device, 0),
+        use_ema=not args.no_ema, neuron=args.neuron, threshold=args.threshold)
+    print(f"wrote {save_grid(images, grid_path)}")
+    if npz_path:
+        with atomic_path(npz_path) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, images=to_uint8(images))
+        print(f"wrote {npz_path}")
+
+
+def add_info(sub) -> None:
+    p = sub.add_parser("info", help="parameters and dense MACs of a preset")
+    p.add_argument("--preset", default="cifar10", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("--arch", default="snn", help=f"one of {', '.join(ARCHS)}")
+    p.add_argument("--timesteps", "-T", type=positive_int, default=None)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run_info(args) -> None:
+    from sddpm.models import build_model, count_macs, count_params
+    from sddpm.presets import check_arch, get_preset
+
+    config = get_preset(args.preset)
+    if args.timesteps is not None:
+        config = config.with_timesteps(args.timesteps)
+    model = build_model(config, check_arch(args.arch))
+    info = {"preset": config.name, "arch": args.arch, "params": count_params(model),
+            **count_macs(model, config), "config": config.to_dict()}
+    if args.arch == "snn":
+        info["timesteps"] = config.timesteps
+        info["macs_unit"] = "per spiking timestep, batch 1"
+    else:
+        info["macs_unit"] = "per forward, batch 1"
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{config.name} {args.arch}: {info['params']:,} parameters, "
+              f"{info['macs_per_forward'] / 1e9:.4f} G MACs ({info['macs_unit']})")
+
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="sample quality: classifier-FID and KID (offline), "
+                                    "or Inception FID/KID/IS from a local weights file")
+    p.add_argument("checkpoint")
+    p.add_argument("--metric", nargs="+", default=["fid", "kid"],
+                   help="fid and/or kid; 'is' as well with --inception-weights")
+    p.add_argument("--n", type=positive_int, default=1000, help="images generated")
+    p.add_argument("--sampler", default="ddim", help="ddpm (all steps) or ddim")
+    p.add_argument("--steps", type=positive_int, default=50, help="DDIM steps")
+    p.add_argument("--threshold", type=positive_float, default=None,
+                   help="threshold guidance: one threshold for every IF neuron")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=positive_int, default=250, help="images per forward pass")
+    p.add_argument("--classifier", default=None,
+                   help="feature extractor (default: the shipped one; "
+                        "scripts/train_classifier.py writes one)")
+    p.add_argument("--inception-weights", default=None, metavar="FILE",
+                   help="torch-fidelity's InceptionV3 weights "
+                        "(weights-inception-2015-12-05-6726825d.pth): Inception features "
+                        "instead of the classifier's")
+    p.add_argument("--real-n", type=positive_int, default=None,
+                   help="real test images for the Inception statistics (default 10000)")
+    p.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST idx files")
+    p.add_argument("--out", default=None, help="also write the result JSON here")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run_eval(args) -> None:
+    from sddpm.evaluation import evaluate_checkpoint, save_result
+
+    out = writable_file(args.out, (".json",)) if args.out else None
+    result = evaluate_checkpoint(args.checkpoint, n=args.n, sampler=args.sampler,
+                                 steps=args.steps, threshold=args.threshold, seed=args.seed,
+                                 batch=args.batch, classifier=args.classifier,
+                                 metrics=args.metric, data_dir=args.data_dir,
+                                 inception_weights=args.inception_weights,
+                                 real_n=args.real_n, progress=not args.json)
+    if out:
+        save_result(result, out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    kind = "Inception" if args.inception_weights else "classifier"
+    parts = [f"{kind}-FID {result['fid']:.3f}" if "fid" in result else "",
+             f"{kind}-KID {result['kid_mean']:.5f} +- {result['kid_std']:.5f}"
+             if "kid_mean" in result else "",
+             f"IS {result['is_mean']:.3f} +- {result['is_std']:.3f}"
+             if "is_mean" in result else ""]
+    if args.inception_weights:
+        weights = "official" if result["official_weights"] else "NOT the official"
+        where = (f"{weights} pt_inception-2015-12-05 weights, {result['real_images']} real "
+                 f"test images; " + ("comparable to papers' Inception scores"
+                                     if result["comparable_to_papers"] else
+                                     "not comparable to papers (see README, Evaluation)"))
+    else:
+        where = (f"feature extractor: {result['feature_extractor']}, test accuracy "
+                 f"{result['classifier_test_accuracy']:.4f}; not comparable to Inception FIDs")
+    print(f"{result['arch']} {result['preset']}, {args.n} images ({result['sampler']}-"
+          f"{result['sampler_steps']}): {', '.join(p for p in parts if p)} ({where})")
