@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench report sweeps mutation clean
+.PHONY: setup demo test test-fast layers bench report sweeps mutation clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
+# import-linter's contracts on the built wheel (also part of `make test`): a bare
+# `lint-imports` in the checkout sees only sddpm/, since the folders join when installed
+layers: $(STAMP)
+	$(PY) -m pytest -q tests/test_package.py -k "layers or backward"
+
 bench: $(STAMP)
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/energy_profiling.py
@@ -45,17 +50,12 @@ sweeps: $(STAMP)
 	$(PY) scripts/sweep_timesteps.py --timesteps 4 8 --train-steps 500 --n 1000 \
 	  --sampler-steps 20 --out runs/sweeps/timesteps-n1000
 
-# Mutation testing (not in CI): mutmut 2 mutates the named files in place, one mutant at
-# a time, runs the tests that pin them, and restores each file; `mutmut results` lists
-# the survivors afterwards, `mutmut show ID` one of them.
-MUTATE := export/latency.py,hardware/deployed.py,hardware/energy.py
-MUTATION_TESTS := tests/export/test_latency.py tests/hardware/test_deployed.py \
-                  tests/hardware/test_energy.py
+# Mutation testing (not in CI): mutmut 2 mutates export/latency.py, hardware/deployed.py
+# and hardware/energy.py in place, one mutant at a time, runs the tests that pin them and
+# restores the file; the survivors' diffs land in runs/mutation/ (scripts/mutation.sh)
 mutation: $(STAMP)
 	$(PY) -m pip install -q -e '.[mutation]'
-	$(VENV)/bin/mutmut run --paths-to-mutate $(MUTATE) --CI --no-progress --simple-output \
-	  --runner "$(PY) -m pytest -x -q -p no:cacheprovider $(MUTATION_TESTS)"
-	$(VENV)/bin/mutmut results
+	VENV=$(VENV) scripts/mutation.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mutmut-cache html

@@ -28,6 +28,8 @@ class Schedule:
 
     Attributes
     ----------
+    outputs : tuple
+        The graph's ``Output`` nodes, whose arrival ends a forward pass.
     arrival : dict
         Node -> step at which it handles spiking timestep 0 (populations and the
         output: integrate; upsampling: emit). Conv nodes have no single arrival: they
@@ -38,6 +40,7 @@ class Schedule:
         ``Input`` node -> arrival step of its consumer (when the host injects it).
     """
 
+    outputs: tuple
     arrival: dict = field(default_factory=dict)
     waits: dict = field(default_factory=dict)
     input_steps: dict = field(default_factory=dict)
@@ -45,8 +48,6 @@ class Schedule:
     @property
     def output_arrival(self) -> int:
         return max(self.arrival[n] for n in self.outputs)
-
-    outputs: tuple = ()
 
     def latency(self) -> int:
         """Steps from the first input to the first output timestep, minus one: the

@@ -3,7 +3,7 @@
     input -> a (IF, 2x4x4) -> c3 (3x3 conv, padding 1, 2 -> 3) -> b (IF, 3x4x4)
           -> u (nearest x2) -> c1 (1x1 conv, 3 -> 2) -> stream (Output, 2x8x8)
 
-One image, T = 2 spiking timesteps, five spikes placed by hand.
+One image, T = 3 spiking timesteps (the last one silent), five spikes placed by hand.
 """
 
 import nir
@@ -43,11 +43,11 @@ def graph():
 
 @pytest.fixture(scope="module")
 def spikes():
-    a = np.zeros((1, 2, 2, 4, 4))  # [B, T, C, H, W]
+    a = np.zeros((1, 3, 2, 4, 4))  # [B, T, C, H, W]
     a[0, 0, 0, 0, 0] = 1  # a corner: 2 x 2 of the 3x3 taps land inside the 4x4 output
     a[0, 0, 1, 1, 2] = 1  # inside: all 3 x 3 taps
     a[0, 1, 0, 0, 2] = 1  # the top edge: 2 x 3 taps
-    b = np.zeros((1, 2, 3, 4, 4))
+    b = np.zeros((1, 3, 3, 4, 4))
     b[0, 0, 2, 3, 3] = 1  # each becomes 2 x 2 spikes after upsampling
     b[0, 1, 0, 1, 1] = 1
     return {"a": a, "b": b}
@@ -62,7 +62,9 @@ def test_events_per_map_are_the_hand_count(graph, spikes):
     assert events[layers["c3+0"]] == 57
     # c1: 2 spikes x 4 upsampled copies x 1 tap x C_out = 2
     assert events[layers["c1+0"]] == 16
-    assert list(profile.diffusion_t) == [7] and profile.timesteps == 2
+    assert list(profile.diffusion_t) == [7] and profile.timesteps == 3
+    # a chip profile: priced without a host-side first conv (sddpm.hardware.energy)
+    assert profile.meta["part"] == "chip" and profile.meta["arch"] == "snn"
 
 
 def test_dense_macs_and_rates_of_the_maps(graph, spikes):
@@ -73,12 +75,13 @@ def test_dense_macs_and_rates_of_the_maps(graph, spikes):
     assert c3.dense_macs == 4 * 4 * 3 * 2 * 9 and c3.output_shape == (3, 4, 4)
     assert c1.dense_macs == 8 * 8 * 2 * 3 and c1.input_shape == (3, 8, 8)  # upsampled
     assert c3.binary_input and c1.binary_input and c3.per_timestep
-    # fraction of non-zero inputs per timestep: 2 then 1 of 32; 4 then 4 of 192
-    assert profile.input_rate[0, i3].tolist() == [2 / 32, 1 / 32]
-    assert profile.input_rate[0, i1].tolist() == [4 / 192, 4 / 192]
+    assert c3.kind == c1.kind == "conv2d" and c3.weight_shape == (3, 2, 3, 3)
+    # fraction of non-zero inputs per timestep: 2, 1, 0 of 32; 4, 4, 0 of 192
+    assert profile.input_rate[0, i3].tolist() == [2 / 32, 1 / 32, 0]
+    assert profile.input_rate[0, i1].tolist() == [4 / 192, 4 / 192, 0]
     pops = {p.name: (k, p.neurons) for k, p in enumerate(profile.populations)}
     assert pops["a"][1] == 32 and pops["b"][1] == 48
-    assert profile.population_rate[0, pops["a"][0]].tolist() == [2 / 32, 1 / 32]
+    assert profile.population_rate[0, pops["a"][0]].tolist() == [2 / 32, 1 / 32, 0]
 
 
 def test_the_chip_energy_of_the_hand_counted_events(graph, spikes):
@@ -86,10 +89,18 @@ def test_the_chip_energy_of_the_hand_counted_events(graph, spikes):
     # on the chip every map reads spikes and the first conv is the host's: all ACs
     assert DeployedEnergy("45nm-fp32", "paper")(graph, spikes, 7) == pytest.approx(
         97 * 0.9 * 1e-9, rel=1e-12)
-    # Loihi under 'strict' adds neuron updates: 80 neurons x 2 timesteps, 5 of them
+    # Loihi under 'strict' adds neuron updates: 80 neurons x 3 timesteps, 5 of them
     # firing (3 in a, 2 in b), 81 pJ active, 52 pJ inactive, 23.6 pJ per synaptic op
     report = energy_report(deployed_profile(graph, spikes, 7), load_hardware_costs("loihi1"),
                            "strict")
-    assert report.per_forward_mj == pytest.approx((97 * 23.6 + 5 * 81 + 155 * 52) * 1e-9,
+    assert report.per_forward_mj == pytest.approx((97 * 23.6 + 5 * 81 + 235 * 52) * 1e-9,
                                                   rel=1e-12)
     assert report.mac_mj == 0
+
+
+def test_simulate_prices_on_45nm_fp32_under_the_papers_convention_by_default(graph, spikes):
+    default, explicit = DeployedEnergy(), DeployedEnergy("45nm-fp32", "paper")
+    assert default(graph, spikes, 7) == explicit(graph, spikes, 7)
+    # what simulate.json records as "energy_hardware"
+    assert default.description == "45nm-fp32, 'paper' convention, chip network only"
+    assert DeployedEnergy("loihi1", "strict")(graph, spikes, 7) > default(graph, spikes, 7)
