@@ -63,7 +63,8 @@ def _hand_made_profile() -> SpikeProfile:
                       [[1, 1], [0.2, 0.2], [0.8, 0.8], [0.5, 0.5]]])
     return SpikeProfile(layers=layers, populations=[Population("block.neuron", 10)],
                         timesteps=2, diffusion_t=np.array([900, 100]), input_rate=rates,
-                        exact_events=np.zeros((2, 4)),
+                        # padding makes the conv's exact events fewer than its estimate
+                        exact_events=np.array([[100, 300, 75, 20], [100, 300, 80, 10]]),
                         population_rate=np.array([[[0.1, 0.3]], [[0.2, 0.2]]]),
                         meta={"arch": "snn"})
 
@@ -80,6 +81,13 @@ def test_both_conventions_on_a_hand_made_profile():
     assert paper.per_image_mj == pytest.approx(1806.5e-9, rel=1e-12)
     assert paper.per_forward_mj == pytest.approx(903.25e-9, rel=1e-12)
     assert [l.op for l in paper.layers] == ["MAC", "AC", "AC", "AC"]
+    assert [l.input for l in paper.layers] == ["analog", "spikes", "analog", "analog"]
+    # per layer, the mean over the two steps: 460, 0.9 * 400, 0.9 * 77.5, 0.9 * 15 pJ
+    np.testing.assert_allclose([l.energy_mj for l in paper.layers],
+                               [460e-9, 360e-9, 69.75e-9, 13.5e-9], rtol=1e-12)
+    # exact events against the estimate: the conv meets 300 of its 400 estimated SOPs
+    assert [l.event_gap for l in paper.layers] == pytest.approx([0, -0.25, 0, 0])
+    assert energy_report(profile, fp32).per_step_mj.tolist() == paper.per_step_mj.tolist()
     # strict: analog inputs cost every dense MAC (the shortcut runs T = 2 times):
     #   460 + 0.9 * 400 + 4.6 * 100 + 4.6 * 20 = 1372 pJ at both steps
     strict = energy_report(profile, fp32, "strict")
@@ -92,6 +100,35 @@ def test_both_conventions_on_a_hand_made_profile():
     np.testing.assert_allclose(loihi.per_step_mj, [(620 * 23.6 + 1156) * 1e-9] * 2,
                                rtol=1e-12)
     assert loihi.neuron_mj == pytest.approx(1156e-9, rel=1e-12)
+
+
+def test_the_report_as_json(tmp_path):
+    d = energy_report(_hand_made_profile(), load_hardware_costs("loihi1"), "strict").to_dict()
+    assert (d["hardware"], d["convention"], d["arch"], d["timesteps"]) == (
+        "loihi1", "strict", "snn", 2)
+    assert d["denoising_steps"] == 2 and d["profile"] == {"arch": "snn"}
+    assert d["energy_per_image_mJ"] == pytest.approx(2 * d["energy_per_forward_mJ"])
+    assert d["energy_per_forward_mJ"] == pytest.approx((620 * 23.6 + 1156) * 1e-9)
+    assert d["breakdown_per_forward_mJ"] == pytest.approx(
+        {"mac": 220 * 23.6e-9, "ac": 400 * 23.6e-9, "neuron": 1156e-9})
+    assert [s["t"] for s in d["per_step"]] == [900, 100]
+    assert d["per_step"][0]["energy_mJ"] == pytest.approx(d["energy_per_forward_mJ"])
+    assert [l["name"] for l in d["layers"]] == ["encoder.conv1", "block.conv",
+                                                "block.shortcut", "temb.linear"]
+    assert d["layers"][1]["event_gap"] == pytest.approx(-0.25)
+
+
+def test_a_profile_without_a_convolution_has_no_first_conv_to_price():
+    profile = _hand_made_profile()
+    linear_only = SpikeProfile(
+        layers=profile.layers[3:], populations=profile.populations, timesteps=2,
+        diffusion_t=profile.diffusion_t, input_rate=profile.input_rate[:, 3:],
+        exact_events=profile.exact_events[:, 3:], population_rate=profile.population_rate,
+        meta={"arch": "snn"})
+    with pytest.raises(SddpmError) as error:
+        energy_report(linear_only, load_hardware_costs("45nm-fp32"), "paper")
+    assert str(error.value) == ("the profile has no convolution; the 'paper' convention "
+                                "prices the first convolution as MACs")
 
 
 def test_neuron_updates_count_only_in_strict_with_a_figure(snn):
@@ -115,8 +152,9 @@ def test_ann_costs_a_mac_per_dense_mac_in_both_conventions():
 
 
 def test_unknown_convention_is_refused(snn):
-    with pytest.raises(SddpmError, match="unknown convention 'loose'"):
+    with pytest.raises(SddpmError) as error:
         energy_report(snn[2], load_hardware_costs("45nm-fp32"), "loose")
+    assert str(error.value) == "unknown convention 'loose'; expected one of paper, strict"
 
 
 class _BinaryImageNet(torch.nn.Module):
