@@ -38,6 +38,8 @@ def test_no_spikes_means_no_ac_energy():
     assert strict.ac_mj == 0 and strict.mac_mj > 0
     paper = energy_report(silent, load_hardware_costs("45nm-fp32"), "paper")
     assert all(paper.layers[i].energy_mj == 0 for i in spike_layers)
+    # no estimate, no events: no gap between them either
+    assert all(paper.layers[i].event_gap == 0 for i in spike_layers)
 
 
 @pytest.mark.parametrize("hardware", available_hardware())
