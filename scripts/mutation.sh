@@ -27,7 +27,11 @@ for f in export/latency.py hardware/deployed.py hardware/energy.py; do
     if [ -f "$f.bak" ]; then mv "$f.bak" "$f"; fi
     report="$out/$(basename "$f" .py).txt"
     "$VENV/bin/mutmut" show all > "$report"
+    # mutmut's own cache (sqlite) knows every mutant's fate
+    tally=$("$VENV/bin/python" -c 'import sqlite3; print(", ".join(f"{s} {n}" for s, n in
+        sqlite3.connect(".mutmut-cache").execute(
+        "select status, count(*) from Mutant group by status")))')
     echo "$f: $(grep -c '^# mutant' "$report") surviving mutants -> $report" \
-         "(run finished: $finished)"
+         "($tally; run finished: $finished)"
     [ "$finished" = yes ] || exit 1
 done
