@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make mutation`: mutmut 2 over the files the latency and energy figures rest on, against
 # the tests that pin them; each survivor's diff goes to runs/mutation/<file>.txt. Not in
-# CI: about 15 minutes on 2 cores.
+# CI: about 10 minutes on 2 cores.
 #
 # mutmut 2.5.1 sometimes stops on its own cache ("assert line" in cached_mutation_status;
 # more often when one run mutates several files), so each file gets its own run, and a
