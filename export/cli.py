@@ -68,8 +68,8 @@ def _export(args) -> None:
         summary = export_to_nir(args.checkpoint, diffusion_step=args.diffusion_step,
                                 dtype=args.dtype, **common)
     else:
-        summary = export_to_lava(args.checkpoint, weight_bits=8 if args.weight_bits is None else args.weight_bits,
-                                 **common)
+        bits = 8 if args.weight_bits is None else args.weight_bits
+        summary = export_to_lava(args.checkpoint, weight_bits=bits, **common)
     if args.json:
         print(json.dumps(summary, indent=2))
     elif args.to == "lava":

@@ -100,10 +100,9 @@ def export_to_lava(checkpoint, *, output=None, weight_bits: int = 8, use_ema: bo
     from sddpm.files import file_sha256
     from sddpm.sampling import model_from_checkpoint
 
-    bits = weight_bits
-    if not 2 <= bits <= 8:
+    if not 2 <= weight_bits <= 8:
         raise SddpmError(f"--weight-bits must lie in [2, 8] (Loihi 2's synapses hold 8), "
-                         f"got {bits}")
+                         f"got {weight_bits}")
     model, payload = model_from_checkpoint(checkpoint, use_ema=use_ema, threshold=threshold)
     if payload["arch"] != "snn":
         raise SddpmError(f"{checkpoint} holds an ANN; only spiking models deploy to Lava")
@@ -111,13 +110,13 @@ def export_to_lava(checkpoint, *, output=None, weight_bits: int = 8, use_ema: bo
     t0 = time.perf_counter()
     # float64 in the bundle: the simulation is the check that Lava runs the trained model
     graph = export_nir(model.to(torch.float64), dtype=np.float64)
-    write_bundle(graph, folder, weight_bits=bits, source={
+    write_bundle(graph, folder, weight_bits=weight_bits, source={
         "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint),
         "step": payload["step"], "preset": model.config.name, "ema": use_ema,
         "threshold": threshold})
     schedule = balance(graph)
     return {"checkpoint": str(checkpoint), "output": str(folder),
-            "seconds": round(time.perf_counter() - t0, 2), "weight_bits": bits,
+            "seconds": round(time.perf_counter() - t0, 2), "weight_bits": weight_bits,
             "latency_steps": schedule.latency(),
             "steps_per_forward": schedule.steps_per_forward(model.config.timesteps),
             "processes": lava_process_counts(graph, schedule)}

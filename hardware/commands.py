@@ -38,7 +38,7 @@ def _check_table3_options(args) -> None:
 def run_energy(args) -> None:
     """The ``sddpm energy`` command, options as :func:`add_energy` declares them."""
     from sddpm.checkpoint import SHIPPED_CHECKPOINT
-    from sddpm.hardware.energy import CONVENTIONS, energy_report
+    from sddpm.hardware.energy import check_convention, energy_report
     from sddpm.hardware.hardware_costs import load_hardware_costs
     from sddpm.hardware.profiler import profile_checkpoint
     from sddpm.hardware.reports import format_report, format_table3, write_outputs
@@ -48,9 +48,7 @@ def run_energy(args) -> None:
     if args.reproduce_table3:
         _check_table3_options(args)
     hardware = load_hardware_costs(args.hardware)
-    if args.convention not in CONVENTIONS:
-        raise SddpmError(f"unknown convention {args.convention!r}; expected one of "
-                         f"{', '.join(CONVENTIONS)}")
+    check_convention(args.convention)  # before profiling, which is the long part
     out = writable_folder(args.out, "--out") if args.out else None
     if args.profile:
         profile = SpikeProfile.load_h5(args.profile)

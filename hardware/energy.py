@@ -94,6 +94,14 @@ class EnergyReport:
         }
 
 
+def check_convention(convention: str) -> str:
+    """``convention`` if it is one of :data:`CONVENTIONS`, else the one-line error."""
+    if convention not in CONVENTIONS:
+        raise SddpmError(f"unknown convention {convention!r}; expected one of "
+                         f"{', '.join(CONVENTIONS)}")
+    return convention
+
+
 def first_conv_index(profile: SpikeProfile) -> int:
     for i, layer in enumerate(profile.layers):
         if layer.kind.startswith("conv"):
@@ -127,9 +135,7 @@ def _neuron_energy_pj(profile: SpikeProfile, hardware: HardwareCosts) -> np.ndar
 def energy_report(profile: SpikeProfile, hardware: HardwareCosts,
                   convention: str = "paper") -> EnergyReport:
     """Price every layer of ``profile`` on ``hardware`` under ``convention``."""
-    if convention not in CONVENTIONS:
-        raise SddpmError(f"unknown convention {convention!r}; expected one of "
-                         f"{', '.join(CONVENTIONS)}")
+    check_convention(convention)
     is_mac = _layer_ops(profile, convention)
     dense = profile.dense_macs()  # [L]
     sops = profile.synaptic_ops()  # [S, L]

@@ -1,8 +1,9 @@
 """Energy costs of hardware per operation, kept as data files in ``hardware/costs/``.
 
 ("Profile" in this project means a measured activity record, :mod:`.spike_profile`;
-what a chip or a process charges per operation is its cost table, here.) Each file gives the energy of one multiply-accumulate (``mac_pj``), one accumulate or
-synaptic event (``ac_pj``) and, where published, one neuron update per timestep
+what a chip or a process charges per operation is its cost table, here.) Each file
+gives the energy of one multiply-accumulate (``mac_pj``), one accumulate or synaptic
+event (``ac_pj``) and, where published, one neuron update per timestep
 (``neuron_update_pj`` with ``active``/``inactive``), all in picojoules, with the
 ``source`` it comes from. Adding hardware is adding a file.
 """

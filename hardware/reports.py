@@ -21,10 +21,10 @@ def energy_per_image(path, *, sampler: str = "ddim", steps: int | None = 50, n: 
     """mJ per generated image under each convention, from ``n`` profiled images."""
     from sddpm.hardware.profiler import profile_checkpoint
 
+    costs = load_hardware_costs(hardware)
     profile = profile_checkpoint(path, sampler=sampler, steps=steps, n=n, seed=seed,
                                  progress=False)
-    return {f"energy_{c}_mJ_per_image": energy_report(profile, load_hardware_costs(hardware),
-                                                      c).per_image_mj
+    return {f"energy_{c}_mJ_per_image": energy_report(profile, costs, c).per_image_mj
             for c in CONVENTIONS}
 
 

@@ -102,8 +102,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
         r, k = divmod(i, nrow)
         grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + k * (w + 2):2 + k * (w + 2) + w] = arr[i]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(grid[..., 0] if c == 1 else grid)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        image.save(f, format=Image.registered_extensions()[Path(path).suffix.lower()])
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # atomic_path makes the folder
+        image.save(f, format=Image.registered_extensions()[path.suffix.lower()])
     return path
