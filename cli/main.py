@@ -74,6 +74,7 @@ COMMANDS = {
     "train": (model_side.add_train, model_side.run_train),
     "sample": (model_side.add_sample, model_side.run_sample),
     "info": (model_side.add_info, model_side.run_info),
+    "convert": (model_side.add_convert, model_side.run_convert),
     "energy": (hardware.add_energy, hardware.run_energy),
     "eval": (model_side.add_eval, model_side.run_eval),
     "simulate": (simulations.add_simulate, _run_simulate),

@@ -99,6 +99,26 @@ def read_nir(path) -> nir.NIRGraph:
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
 
 
+def firing_rule(graph: nir.NIRGraph) -> str:
+    """The model's rule, ``">"`` or ``">="``; NIR's own strict one for a graph of others."""
+    if not (isinstance(graph.metadata, dict) and "sddpm" in graph.metadata):
+        return ">"
+    rule = graph_info(graph).get("fires_on", ">")
+    if rule not in (">", ">="):
+        raise SddpmError(f"this NIR graph's sddpm metadata names an unknown firing rule "
+                         f"{rule!r}; export it again")
+    return rule
+
+
+def model_threshold(graph: nir.NIRGraph, population: str) -> np.ndarray:
+    """The model's threshold of an IF node: ``v_threshold``, or for a ``>=`` model the
+    float just above it (see :data:`sddpm.export.torch_to_nir.STRICT_FROM_GE`)."""
+    v_th = np.asarray(graph.nodes[population].v_threshold)
+    if firing_rule(graph) == ">=":
+        return np.nextafter(v_th, np.array(np.inf, dtype=v_th.dtype))
+    return v_th
+
+
 def graph_info(graph: nir.NIRGraph) -> dict:
     """The sddpm metadata of a graph (JSON in ``metadata['sddpm']``)."""
     raw = graph.metadata.get("sddpm") if isinstance(graph.metadata, dict) else None

@@ -200,7 +200,7 @@ class LavaNetwork:
             return LIFReset(shape=self.shapes[name], du=1.0, dv=0.0, vth=float(threshold[0]),
                             bias_mant=self.bias[name], **timing)
         per_neuron = lambda v: np.broadcast_to(v, self.shapes[name]).astype(np.int32)  # noqa: E731
-        return LIFReset(shape=self.shapes[name], du=4095, dv=0, vth=self.fixed.vth[name],
+        return LIFReset(shape=self.shapes[name], du=4095, dv=0, vth=self.fixed.lava_vth(name),
                         bias_mant=per_neuron(self.fixed.bias_mant[name]),
                         bias_exp=per_neuron(self.fixed.bias_exp[name]), **timing)
 

@@ -14,6 +14,13 @@ bias and host currents: ``w = round(W s)``, ``vth = round(theta s)``,
 with one weight array, so those populations share one scale too (:func:`scale_groups`).
 Each group's scale puts its largest weight at the top of the 8-bit range. The
 ``Output`` stream has a scale of its own, undone by the host.
+
+A model that fires on ``v >= theta`` (the official SDDPM code's) keeps that rule on
+integers, where ``v >= q`` is ``v > q - 1``. Lava compares with ``vth << 6``, so
+``q - 1`` is only reachable when ``v`` moves in steps of 64: such a population's bias
+is rounded to a multiple of 64 (``a_in`` units, the resolution of its weights), and
+Lava gets ``vth - 1``. ``vth`` itself stays the model's threshold; the emulation fires
+on ``v >= vth << 6`` directly, so the two meet only if the rounding argument holds.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import numpy as np
 
 from sddpm.errors import SddpmError
 from sddpm.export.graph import neighbours
+from sddpm.export.nir_file import firing_rule, model_threshold
 from sddpm.files import atomic_path
 
 FORMAT = "sddpm-fixed-point"
@@ -59,6 +67,8 @@ class FixedPointNetwork:
         is ``bias_mant << bias_exp``.
     weights : dict
         Conv node -> integer weights in torch layout ``(C_out, C_in, kh, kw)``.
+    fires_on : str
+        ``">"`` (spike if ``v > vth << 6``) or ``">="`` (spike if ``v >= vth << 6``).
     """
 
     weight_bits: int
@@ -67,6 +77,11 @@ class FixedPointNetwork:
     bias_mant: dict = field(default_factory=dict)
     bias_exp: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict)
+    fires_on: str = ">"
+
+    def lava_vth(self, population: str) -> int:
+        """The ``vth`` Lava's strict neuron gets: ``vth - 1`` for ``>=`` (see the module)."""
+        return self.vth[population] - (1 if self.fires_on == ">=" else 0)
 
     def effective_bias(self, population: str) -> np.ndarray:
         """The per-channel integer added to ``v`` every step."""
@@ -130,9 +145,15 @@ def _channels(graph: nir.NIRGraph, target: str) -> int:
     return int(node.output_type["output"][0])
 
 
-def _bias_mant_exp(bias_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``round(bias_v)`` as ``mant << exp``, the smallest exponent that fits the mantissa."""
+def _bias_mant_exp(bias_v: np.ndarray, grid: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``round(bias_v)`` as ``mant << exp``, the smallest exponent that fits the mantissa.
+
+    With ``grid`` (a power of two up to 64), the bias is a multiple of it: rounded to the
+    grid first, it stays there at every exponent (each exponent up to 6 divides it
+    exactly, each above is a multiple of 64).
+    """
     mant_max = 2 ** (BIAS_MANT_BITS - 1) - 1
+    bias_v = np.rint(np.asarray(bias_v, dtype=np.float64) / grid) * grid
     exp = np.zeros(bias_v.shape, dtype=np.int64)
     while True:
         mant = np.rint(bias_v / (1 << exp)).astype(np.int64)
@@ -153,7 +174,7 @@ def quantize_graph(graph: nir.NIRGraph, weight_bits: int = 8) -> FixedPointNetwo
                          f"got {weight_bits}")
     preds, _ = neighbours(graph)
     w_max = 2 ** (int(weight_bits) - 1) - 1
-    fixed = FixedPointNetwork(weight_bits=int(weight_bits))
+    fixed = FixedPointNetwork(weight_bits=int(weight_bits), fires_on=firing_rule(graph))
     for group in scale_groups(graph):
         convs = {p for t in group for p in preds[t] if isinstance(graph.nodes[p], nir.Conv2d)}
         largest = max((float(np.abs(np.asarray(graph.nodes[c].weight)).max()) for c in convs),
@@ -175,7 +196,7 @@ def quantize_graph(graph: nir.NIRGraph, weight_bits: int = 8) -> FixedPointNetwo
 
 
 def _threshold(graph: nir.NIRGraph, population: str) -> float:
-    theta = np.unique(np.asarray(graph.nodes[population].v_threshold, dtype=np.float64))
+    theta = np.unique(np.asarray(model_threshold(graph, population), dtype=np.float64))
     if theta.size != 1 or theta[0] <= 0:
         raise SddpmError(f"IF node {population}: fixed point needs one positive threshold per "
                          f"population, found {theta[:3]}")
@@ -190,7 +211,8 @@ def _quantize_population(graph, population, scale, fixed: FixedPointNetwork) -> 
                          "against the threshold")
     fixed.vth[population] = vth
     bias_v = summed_bias(graph, population) * scale * (1 << ACTIVATION_SHIFT)
-    fixed.bias_mant[population], fixed.bias_exp[population] = _bias_mant_exp(bias_v)
+    grid = (1 << ACTIVATION_SHIFT) if fixed.fires_on == ">=" else 1
+    fixed.bias_mant[population], fixed.bias_exp[population] = _bias_mant_exp(bias_v, grid)
 
 
 # -- the file in a bundle -------------------------------------------------------------
@@ -202,6 +224,7 @@ def write_fixed_point(fixed: FixedPointNetwork, path) -> Path:
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"], f.attrs["format_version"] = FORMAT, FORMAT_VERSION
         f.attrs["weight_bits"] = fixed.weight_bits
+        f.attrs["fires_on"] = fixed.fires_on
         for name, scale in fixed.scale.items():
             g = f.create_group(f"targets/{name}")
             g.attrs["scale"] = scale
@@ -224,7 +247,8 @@ def read_fixed_point(path, graph: nir.NIRGraph) -> FixedPointNetwork:
             if f.attrs.get("format") != FORMAT or f.attrs.get("format_version") != FORMAT_VERSION:
                 raise SddpmError(f"{path} is not an sddpm fixed-point file of version "
                                  f"{FORMAT_VERSION}; export the bundle again")
-            fixed = FixedPointNetwork(weight_bits=int(f.attrs["weight_bits"]))
+            fixed = FixedPointNetwork(weight_bits=int(f.attrs["weight_bits"]),
+                                      fires_on=str(f.attrs.get("fires_on", ">")))
             for name, g in f["targets"].items():
                 fixed.scale[name] = float(g.attrs["scale"])
                 if "vth" in g.attrs:
@@ -248,6 +272,8 @@ def check_against_graph(fixed: FixedPointNetwork, graph: nir.NIRGraph, what) -> 
     problems = []
     if not 2 <= fixed.weight_bits <= 8:
         problems.append(f"weight_bits {fixed.weight_bits} is outside [2, 8]")
+    elif fixed.fires_on != firing_rule(graph):
+        problems.append(f"it fires on {fixed.fires_on!r}, the graph on {firing_rule(graph)!r}")
     elif set(fixed.weights) != set(convs) or set(fixed.scale) != targets or set(fixed.vth) != pops:
         problems.append("its nodes differ from the graph's")
     elif not all(np.isfinite(s) and s > 0 for s in fixed.scale.values()):

@@ -40,7 +40,7 @@ from sddpm.export.rewrites import (
     fold_batchnorm_module,
     split_input_channels,
 )
-from sddpm.neurons import MultiStepIF
+from sddpm.neurons import MultiStepIF, strict_threshold
 from sddpm.snn_unet import (
     PreSpikeResBlock,
     SpikingDownsample,
@@ -51,6 +51,12 @@ from sddpm.snn_unet import (
 NEURON_CONVENTION = (
     "discrete time, dt = 1: v[t] = v[t-1] + r * I[t]; spike when v[t] > v_threshold; "
     "then v[t] = v_reset; I[t] is the sum of every edge into the population at step t"
+)
+# NIR's IF is strict; a model firing on v >= theta is written with the float just below
+STRICT_FROM_GE = (
+    "the model fires on v >= theta (fires_on '>='): every v_threshold is the largest "
+    "{dtype} below theta, so NIR's strict v > v_threshold is exactly v >= theta on {dtype} "
+    "membranes; theta is nextafter(v_threshold, +inf)"
 )
 HOST_PREFIXES = ("time_embedding.", "encoder.conv1.", "encoder.bn1.", "decoder.")
 
@@ -77,10 +83,16 @@ class _Stream:
     shape: tuple
 
 
+def nir_threshold(theta: float, fires_on: str, dtype) -> float:
+    """The ``v_threshold`` of NIR's strict IF that fires as the model does on ``dtype``."""
+    return strict_threshold(theta, fires_on, torch.from_numpy(np.zeros(0, dtype=dtype)).dtype)
+
+
 @dataclass
 class _Builder:
     dtype: np.dtype
     threshold_of: dict
+    fires_on: str = ">"
     nodes: dict = field(default_factory=dict)
     edges: list = field(default_factory=list)
     populations: list = field(default_factory=list)  # (node, torch path, channel slice)
@@ -112,7 +124,7 @@ class _Builder:
             self.edges.append((self.term_node(term, source_hw[term.source]), target))
 
     def population(self, name: str, path: str, shape: tuple, channels: tuple) -> str:
-        threshold = self.threshold_of[path]
+        threshold = nir_threshold(self.threshold_of[path], self.fires_on, self.dtype)
         self.add(name, nir.IF(r=np.ones(shape, dtype=self.dtype),
                               v_threshold=np.full(shape, threshold, dtype=self.dtype),
                               v_reset=np.zeros(shape, dtype=self.dtype)))
@@ -297,7 +309,12 @@ def _time_embedding_at(model: SpikingUNet, step: int) -> torch.Tensor:
 def _export(model: SpikingUNet, diffusion_step, dtype) -> nir.NIRGraph:
     config = model.config
     thresholds = {n: m.threshold for n, m in model.named_modules() if isinstance(m, MultiStepIF)}
-    b = _Builder(np.dtype(dtype), thresholds)
+    rules = {m.fires_on for m in model.modules() if isinstance(m, MultiStepIF)}
+    if len(rules) != 1:
+        raise SddpmError(f"the IF layers fire on different rules {sorted(rules)}; one rule per "
+                         "model exports")
+    (fires_on,) = rules
+    b = _Builder(np.dtype(dtype), thresholds, fires_on)
     hw: dict = {}
     _check(model.encoder.neuron, "encoder.neuron", (MultiStepIF,))
     shape = (config.ch, config.image_size, config.image_size)
@@ -321,7 +338,9 @@ def _export(model: SpikingUNet, diffusion_step, dtype) -> nir.NIRGraph:
     b.feed(stream, "stream", hw)
     info = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "model_config": config.to_dict(),
-        "timesteps": config.timesteps, "neuron_convention": NEURON_CONVENTION,
+        "timesteps": config.timesteps, "fires_on": fires_on,
+        "neuron_convention": NEURON_CONVENTION if fires_on == ">" else
+        f"{NEURON_CONVENTION}; {STRICT_FROM_GE.format(dtype=np.dtype(dtype).name)}",
         "diffusion_step": diffusion_step, "dtype": np.dtype(dtype).name,
         "populations": b.populations,
         "inputs": {"input": {"shape": list(shape), "what": "BN(conv(x_t)) of the encoder, "

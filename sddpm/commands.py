@@ -1,4 +1,4 @@
-"""The model side's sub-commands of ``sddpm``: train, sample, info, eval.
+"""The model side's sub-commands of ``sddpm``: train, sample, info, convert, eval.
 
 Each is an ``add_<name>(subparsers)`` that declares its options and a
 ``run_<name>(args)`` that turns them into keyword arguments of the library; the
@@ -99,7 +99,9 @@ def run_sample(args) -> None:
 
 
 def add_info(sub) -> None:
-    p = sub.add_parser("info", help="parameters and dense MACs of a preset")
+    p = sub.add_parser("info", help="parameters and dense MACs of a preset or a checkpoint")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="a checkpoint (its model config) instead of --preset")
     p.add_argument("--preset", default="cifar10", help=f"one of {', '.join(PRESETS)}")
     p.add_argument("--arch", default="snn", help=f"one of {', '.join(ARCHS)}")
     p.add_argument("--timesteps", "-T", type=positive_int, default=None)
@@ -108,14 +110,28 @@ def add_info(sub) -> None:
 
 def run_info(args) -> None:
     from sddpm.models import build_model, count_macs, count_params
-    from sddpm.presets import check_arch, get_preset
+    from sddpm.presets import ModelConfig, check_arch, get_preset
 
-    config = get_preset(args.preset)
-    if args.timesteps is not None:
-        config = config.with_timesteps(args.timesteps)
-    model = build_model(config, check_arch(args.arch))
+    source = None
+    if args.checkpoint:
+        from sddpm.sampling import model_from_checkpoint
+
+        model, payload = model_from_checkpoint(args.checkpoint)
+        config, args.arch = ModelConfig.from_dict(payload["model_config"]), payload["arch"]
+        source = payload.get("converted_from")
+        if args.timesteps is not None and args.timesteps != config.timesteps:
+            raise SddpmError(f"{args.checkpoint} runs T = {config.timesteps}; drop --timesteps "
+                             "(convert again with --timesteps for another T)")
+    else:
+        config = get_preset(args.preset)
+        if args.timesteps is not None:
+            config = config.with_timesteps(args.timesteps)
+        model = build_model(config, check_arch(args.arch))
     info = {"preset": config.name, "arch": args.arch, "params": count_params(model),
             **count_macs(model, config), "config": config.to_dict()}
+    if args.checkpoint:
+        info["checkpoint"] = args.checkpoint
+        info["converted_from"] = source
     if args.arch == "snn":
         info["timesteps"] = config.timesteps
         info["macs_unit"] = "per spiking timestep, batch 1"
@@ -124,8 +140,47 @@ def run_info(args) -> None:
     if args.json:
         print(json.dumps(info, indent=2))
     else:
+        rule = f", fires on v {config.fires_on} threshold" if args.arch == "snn" else ""
         print(f"{config.name} {args.arch}: {info['params']:,} parameters, "
-              f"{info['macs_per_forward'] / 1e9:.4f} G MACs ({info['macs_unit']})")
+              f"{info['macs_per_forward'] / 1e9:.4f} G MACs ({info['macs_unit']}){rule}")
+        if source:
+            print(f"converted from {source['file']} (sha256 {source['sha256']}), "
+                  f"{source['layout']}")
+
+
+def add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="an official SDDPM checkpoint as an sddpm checkpoint")
+    p.add_argument("input", help="the official checkpoint (.pt or .safetensors)")
+    p.add_argument("--from", dest="source", required=True,
+                   help="the code that wrote it: sddpm-reference (github AndyCao1125/SDDPM)")
+    p.add_argument("-o", "--output", required=True, help="the sddpm checkpoint to write (.pt)")
+    p.add_argument("--timesteps", "-T", type=int, default=4,
+                   help="spiking timesteps T it was trained with (not in the file; paper: 4)")
+    p.add_argument("--image-size", type=positive_int, default=32,
+                   help="image side it was trained on (the official --img_size)")
+    p.add_argument("--dataset", default=None,
+                   help="sddpm data set name (default: cifar10 for RGB, fmnist for grey)")
+    p.add_argument("--json", action="store_true", help="print the conversion record as JSON")
+
+
+def run_convert(args) -> None:
+    from sddpm.checkpoint import save_checkpoint
+    from sddpm.reference_checkpoint import SOURCE, convert_reference_checkpoint, format_summary
+
+    if args.source != SOURCE:
+        raise SddpmError(f"--from {args.source!r} is not known; the one source is {SOURCE} "
+                         "(checkpoints of github.com/AndyCao1125/SDDPM)")
+    out = writable_file(args.output, (".pt",))
+    if Path(args.input).resolve() == out.resolve():
+        raise SddpmError("-o names the input file; write the sddpm checkpoint elsewhere")
+    payload = convert_reference_checkpoint(args.input, timesteps=args.timesteps,
+                                           image_size=args.image_size, dataset=args.dataset)
+    save_checkpoint(payload, out)
+    if args.json:
+        print(json.dumps({"output": str(out), "model_config": payload["model_config"],
+                          **payload["converted_from"]}, indent=2))
+    else:
+        print(format_summary(payload, out))
 
 
 def add_eval(sub) -> None:

@@ -5,7 +5,8 @@ The neuron of the paper, in discrete time with dt = 1 (the Lava convention):
 .. math::
     v[t] = v[t-1] (1 - s[t-1]) + x[t], \\qquad s[t] = \\Theta(v[t] - v_{th})
 
-so it fires on ``v > v_th`` and resets hard to 0 after a spike. Gradients use the
+so it fires on ``v > v_th`` and resets hard to 0 after a spike (models of the official
+SDDPM code fire on ``v >= v_th``: :data:`FIRING_RULES`). Gradients use the
 ATan surrogate :math:`\\partial s / \\partial v = (\\alpha/2) / (1 + (\\pi \\alpha v / 2)^2)`
 with the reset detached (snnTorch's convention).
 
@@ -38,6 +39,29 @@ from torch import nn
 from sddpm.errors import SddpmError
 
 NEURON_BACKENDS = ("snntorch", "snntorch-loop", "norse")
+# ">" is ours, NIR's and Lava's; ">=" is spikingjelly's IFNode, the official SDDPM code's
+FIRING_RULES = (">", ">=")
+
+
+def check_firing_rule(fires_on: str) -> str:
+    if fires_on not in FIRING_RULES:
+        raise SddpmError(f"unknown firing rule {fires_on!r}; a neuron fires on '>' "
+                         "(v > threshold) or '>=' (v >= threshold)")
+    return fires_on
+
+
+def strict_threshold(threshold: float, fires_on: str, dtype: torch.dtype) -> float:
+    """The threshold under which ``v > it`` is the rule ``fires_on`` in ``dtype``.
+
+    For ``>=`` it is the largest ``dtype`` value below ``threshold``: between two
+    neighbouring floats there is none, so ``v > it`` and ``v >= threshold`` agree on
+    every ``v`` of that dtype. Libraries that only compare strictly (snnTorch, Norse,
+    NIR, Lava) reproduce the rule with it.
+    """
+    if check_firing_rule(fires_on) == ">":
+        return float(threshold)
+    theta = torch.tensor(threshold, dtype=dtype)
+    return float(torch.nextafter(theta, torch.tensor(-math.inf, dtype=dtype)))
 
 
 class _FusedIF(torch.autograd.Function):
@@ -49,13 +73,14 @@ class _FusedIF(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, threshold: float, alpha: float):
+    def forward(ctx, x, threshold: float, alpha: float, fires_on: str):
         potentials = torch.empty_like(x)
         spikes = torch.empty_like(x)
         v = torch.zeros_like(x[0])
+        compare = torch.ge if fires_on == ">=" else torch.gt
         for t in range(x.shape[0]):
             torch.add(v, x[t], out=potentials[t])
-            torch.gt(potentials[t], threshold, out=spikes[t])
+            compare(potentials[t], threshold, out=spikes[t])
             v = torch.addcmul(potentials[t], potentials[t], spikes[t], value=-1.0)
         ctx.save_for_backward(potentials, spikes)
         ctx.threshold, ctx.alpha = threshold, alpha
@@ -72,10 +97,11 @@ class _FusedIF(torch.autograd.Function):
         # v[t+1] = v[t] (1 - s[t]) + x[t+1], with s[t] detached in the reset
         for t in range(grad_spikes.shape[0] - 2, -1, -1):
             grad_x[t].addcmul_(grad_x[t + 1], kept[t])
-        return grad_x, None, None
+        return grad_x, None, None, None
 
 
-def if_multistep(x: torch.Tensor, threshold: float = 1.0, alpha: float = 2.0) -> torch.Tensor:
+def if_multistep(x: torch.Tensor, threshold: float = 1.0, alpha: float = 2.0,
+                 fires_on: str = ">") -> torch.Tensor:
     """Spikes of an IF population over T steps.
 
     Parameters
@@ -83,9 +109,11 @@ def if_multistep(x: torch.Tensor, threshold: float = 1.0, alpha: float = 2.0) ->
     x : torch.Tensor
         Input currents ``[T, ...]``.
     threshold : float
-        Firing threshold; fires on ``v > threshold``.
+        Firing threshold.
     alpha : float
         ATan surrogate sharpness.
+    fires_on : str
+        ``">"`` (fires on ``v > threshold``) or ``">="``.
 
     Returns
     -------
@@ -93,28 +121,34 @@ def if_multistep(x: torch.Tensor, threshold: float = 1.0, alpha: float = 2.0) ->
         Spikes ``[T, ...]`` in {0, 1}, same dtype as ``x``.
     """
     # no flattening: a channels-last input keeps its layout (a reshape would copy)
-    return _FusedIF.apply(x, float(threshold), float(alpha))
+    return _FusedIF.apply(x, float(threshold), float(alpha), check_firing_rule(fires_on))
 
 
-def _snntorch_loop(x: torch.Tensor, threshold: float, alpha: float) -> torch.Tensor:
+def _snntorch_loop(x: torch.Tensor, threshold: float, alpha: float,
+                   fires_on: str = ">") -> torch.Tensor:
     import snntorch
     from snntorch import surrogate
 
     leaky = snntorch.Leaky(
         beta=1.0,
-        threshold=threshold,
+        threshold=1.0,
         reset_mechanism="zero",
         spike_grad=surrogate.atan(alpha=alpha),
     )
+    # snnTorch fires on mem - threshold > 0 and keeps its threshold as a float32 buffer:
+    # set in x's dtype, or a float64 model's '>=' threshold would round back up
+    leaky.threshold = torch.tensor(strict_threshold(threshold, fires_on, x.dtype),
+                                   dtype=x.dtype)
     mem = torch.zeros_like(x[0])
     out = []
     for t in range(x.shape[0]):
         spk, mem = leaky(x[t], mem)
-        out.append(spk)
+        out.append(spk.to(x.dtype))  # snnTorch's ATan returns float32 spikes
     return torch.stack(out)
 
 
-def _norse_loop(x: torch.Tensor, threshold: float, alpha: float) -> torch.Tensor:
+def _norse_loop(x: torch.Tensor, threshold: float, alpha: float,
+                fires_on: str = ">") -> torch.Tensor:
     from norse.torch.functional.iaf import (
         IAFFeedForwardState,
         IAFParameters,
@@ -122,7 +156,7 @@ def _norse_loop(x: torch.Tensor, threshold: float, alpha: float) -> torch.Tensor
     )
 
     params = IAFParameters(
-        v_th=torch.as_tensor(threshold, dtype=x.dtype),
+        v_th=torch.as_tensor(strict_threshold(threshold, fires_on, x.dtype), dtype=x.dtype),
         v_reset=torch.as_tensor(0.0, dtype=x.dtype),
         method="super",
     )
@@ -162,6 +196,8 @@ class MultiStepIF(nn.Module):
         One of :data:`NEURON_BACKENDS`.
     alpha : float
         ATan surrogate sharpness.
+    fires_on : str
+        ``">"`` (sddpm's models) or ``">="`` (the official SDDPM code's IFNode).
     """
 
     def __init__(
@@ -171,20 +207,24 @@ class MultiStepIF(nn.Module):
         threshold: float = 1.0,
         backend: str = "snntorch",
         alpha: float = 2.0,
+        fires_on: str = ">",
     ):
         super().__init__()
         self.timesteps = timesteps
         self.threshold = float(threshold)
         self.backend = check_backend(backend)
         self.alpha = alpha
+        self.fires_on = check_firing_rule(fires_on)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         steps = x.reshape(self.timesteps, x.shape[0] // self.timesteps, *x.shape[1:])
-        spikes = _BACKEND_FUNCTIONS[self.backend](steps, self.threshold, self.alpha)
+        spikes = _BACKEND_FUNCTIONS[self.backend](steps, self.threshold, self.alpha,
+                                                  self.fires_on)
         return spikes.reshape(x.shape)
 
     def extra_repr(self) -> str:
-        return f"timesteps={self.timesteps}, threshold={self.threshold}, backend={self.backend}"
+        return (f"timesteps={self.timesteps}, threshold={self.threshold}, "
+                f"fires_on={self.fires_on!r}, backend={self.backend}")
 
 
 def spiking_layers(model: nn.Module) -> list[MultiStepIF]:

@@ -14,6 +14,8 @@ class ModelConfig:
     ``ch_mult`` gives the channel multiplier of each resolution level; every level but
     the last halves the resolution. ``timesteps`` is the number of spiking timesteps T
     (SNN only); ``dropout`` and ``attn_middle`` apply to the ANN twin only.
+    ``fires_on`` is the IF neurons' rule: ``">"`` for models sddpm trains, ``">="`` for
+    models of the official SDDPM code (spikingjelly's IFNode); every stage keeps it.
     """
 
     name: str
@@ -29,9 +31,13 @@ class ModelConfig:
     attn_middle: bool = True
     batch_size: int = 128
     lr: float = 2e-4
+    fires_on: str = ">"
 
     def __post_init__(self):
         object.__setattr__(self, "ch_mult", tuple(self.ch_mult))
+        if self.fires_on not in (">", ">="):
+            raise SddpmError(f"model config: unknown firing rule {self.fires_on!r}; "
+                             "expected '>' or '>='")
         levels = len(self.ch_mult)
         if self.image_size % 2 ** (levels - 1):
             raise SddpmError(

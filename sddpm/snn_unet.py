@@ -44,11 +44,12 @@ def add_per_sample(h: torch.Tensor, per_sample: torch.Tensor, timesteps: int) ->
 class SpikingEncoder(nn.Module):
     """Analog image ``[T*B, img, H, W]`` -> analog stream ``[T*B, ch, H, W]``."""
 
-    def __init__(self, *, image_channels: int, ch: int, timesteps: int, backend: str):
+    def __init__(self, *, image_channels: int, ch: int, timesteps: int, backend: str,
+                 fires_on: str = ">"):
         super().__init__()
         self.conv1 = _conv3x3(image_channels, ch)
         self.bn1 = nn.BatchNorm2d(ch)
-        self.neuron = MultiStepIF(timesteps=timesteps, backend=backend)
+        self.neuron = MultiStepIF(timesteps=timesteps, backend=backend, fires_on=fires_on)
         self.conv2 = _conv3x3(ch, ch)
         self.bn2 = nn.BatchNorm2d(ch)
 
@@ -59,14 +60,15 @@ class SpikingEncoder(nn.Module):
 class PreSpikeResBlock(nn.Module):
     """Residual block whose convolutions read spikes; input and output are analog."""
 
-    def __init__(self, *, in_ch: int, out_ch: int, tdim: int, timesteps: int, backend: str):
+    def __init__(self, *, in_ch: int, out_ch: int, tdim: int, timesteps: int, backend: str,
+                 fires_on: str = ">"):
         super().__init__()
         self.timesteps = timesteps
-        self.neuron1 = MultiStepIF(timesteps=timesteps, backend=backend)
+        self.neuron1 = MultiStepIF(timesteps=timesteps, backend=backend, fires_on=fires_on)
         self.conv1 = _conv3x3(in_ch, out_ch)
         self.bn1 = nn.BatchNorm2d(out_ch)
         self.temb_proj = nn.Sequential(nn.SiLU(), nn.Linear(tdim, out_ch))
-        self.neuron2 = MultiStepIF(timesteps=timesteps, backend=backend)
+        self.neuron2 = MultiStepIF(timesteps=timesteps, backend=backend, fires_on=fires_on)
         self.conv2 = _conv3x3(out_ch, out_ch)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.shortcut = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
@@ -79,9 +81,9 @@ class PreSpikeResBlock(nn.Module):
 
 
 class SpikingDownsample(nn.Module):
-    def __init__(self, *, ch: int, timesteps: int, backend: str):
+    def __init__(self, *, ch: int, timesteps: int, backend: str, fires_on: str = ">"):
         super().__init__()
-        self.neuron = MultiStepIF(timesteps=timesteps, backend=backend)
+        self.neuron = MultiStepIF(timesteps=timesteps, backend=backend, fires_on=fires_on)
         self.conv = _conv3x3(ch, ch, stride=2)
         self.bn = nn.BatchNorm2d(ch)
 
@@ -90,9 +92,9 @@ class SpikingDownsample(nn.Module):
 
 
 class SpikingUpsample(nn.Module):
-    def __init__(self, *, ch: int, timesteps: int, backend: str):
+    def __init__(self, *, ch: int, timesteps: int, backend: str, fires_on: str = ">"):
         super().__init__()
-        self.neuron = MultiStepIF(timesteps=timesteps, backend=backend)
+        self.neuron = MultiStepIF(timesteps=timesteps, backend=backend, fires_on=fires_on)
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
         self.conv = _conv3x3(ch, ch)
         self.bn = nn.BatchNorm2d(ch)
@@ -142,7 +144,8 @@ class SpikingUNet(nn.Module):
         tdim = 4 * ch
         self.time_embedding = TimeEmbedding(num_steps=config.diffusion_steps, ch=ch, tdim=tdim)
         self.encoder = SpikingEncoder(
-            image_channels=config.image_channels, ch=ch, timesteps=T, backend=neuron
+            image_channels=config.image_channels, ch=ch, timesteps=T, backend=neuron,
+            fires_on=config.fires_on,
         )
         down, up, middle = unet_layout(config)
         self.up_specs = up
@@ -150,9 +153,9 @@ class SpikingUNet(nn.Module):
         def block(spec):
             if spec.kind == "res":
                 return PreSpikeResBlock(in_ch=spec.in_ch, out_ch=spec.out_ch, tdim=tdim,
-                                        timesteps=T, backend=neuron)
+                                        timesteps=T, backend=neuron, fires_on=config.fires_on)
             kind = SpikingDownsample if spec.kind == "down" else SpikingUpsample
-            return kind(ch=spec.in_ch, timesteps=T, backend=neuron)
+            return kind(ch=spec.in_ch, timesteps=T, backend=neuron, fires_on=config.fires_on)
 
         self.down = nn.ModuleList(block(spec) for spec in down)
         self.middle = nn.ModuleList(block(BlockSpec("res", middle, middle)) for _ in range(2))

@@ -7,7 +7,8 @@ times 4096 and spike at ``4096 * threshold``. Lava's neuron does
 threshold ``vth + 1/64``, SLAYER's state is ``64 v`` and it spikes on
 ``64 v >= 64 (64 vth + 1)``: exactly Lava's strict ``>`` on integers. SLAYER's own
 epsilon (0.01 / 4096) is set to 0: float32 drops it for some thresholds and keeps it
-for others, which would blur the comparison.
+for others, which would blur the comparison. A ``>=`` network (the official SDDPM
+code's rule) gets threshold ``vth`` itself: SLAYER's own ``>=`` on ``64 v >= 64 vth``.
 Where Loihi's 24-bit words would wrap or clip (which SLAYER does not model) so that the
 result would change, the emulation stops with an error instead of silently differing.
 
@@ -66,8 +67,10 @@ class FixedPointEmulator:
         self.neurons, self.bias = {}, {}
         for name, node in graph.nodes.items():
             if isinstance(node, nir.IF):
-                # SLAYER's threshold mantissa is (64 vth + 1): see the module docstring
-                neuron = cuba.Neuron(threshold=fixed.vth[name] + 1 / SLAYER_SCALE,
+                # SLAYER's threshold mantissa is (64 vth + 1) for '>', 64 vth for '>=':
+                # see the module docstring
+                strict = 1 / SLAYER_SCALE if fixed.fires_on == ">" else 0.0
+                neuron = cuba.Neuron(threshold=fixed.vth[name] + strict,
                                      current_decay=1.0, voltage_decay=0.0, scale=SLAYER_SCALE)
                 # its epsilon would make '>=' a '>' on top of the +1, where float32 keeps
                 # it (vth < 64): the +1 alone is Lava's strict comparison
