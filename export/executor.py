@@ -65,7 +65,10 @@ class NirExecutor:
                 if np.any(np.asarray(node.v_reset) != 0):
                     raise SddpmError(f"IF node {name} resets to a non-zero v_reset; the "
                                      "executor implements reset to 0")
-                self.params[name] = (as_t(node.r), as_t(node.v_threshold))
+                # thresholds stay float64: a '>=' model's is the float64 just below theta
+                # (torch_to_nir.STRICT_FROM_GE), which float32 would round onto theta
+                self.params[name] = (as_t(node.r), torch.as_tensor(
+                    np.asarray(node.v_threshold), dtype=torch.float64))
             elif isinstance(node, Upsample2d):
                 self.params[name] = tuple(float(s) for s in node.scale_factor)
             elif not isinstance(node, (nir.Input, nir.Output)):

@@ -55,8 +55,9 @@ NEURON_CONVENTION = (
 # NIR's IF is strict; a model firing on v >= theta is written with the float just below
 STRICT_FROM_GE = (
     "the model fires on v >= theta (fires_on '>='): every v_threshold is the largest "
-    "{dtype} below theta, so NIR's strict v > v_threshold is exactly v >= theta on {dtype} "
-    "membranes; theta is nextafter(v_threshold, +inf)"
+    "float64 below theta (float64 whatever the weights' dtype), so NIR's strict "
+    "v > v_threshold is exactly v >= theta on float64 and float32 membranes; theta is "
+    "nextafter(v_threshold, +inf)"
 )
 HOST_PREFIXES = ("time_embedding.", "encoder.conv1.", "encoder.bn1.", "decoder.")
 
@@ -124,9 +125,12 @@ class _Builder:
             self.edges.append((self.term_node(term, source_hw[term.source]), target))
 
     def population(self, name: str, path: str, shape: tuple, channels: tuple) -> str:
-        threshold = nir_threshold(self.threshold_of[path], self.fires_on, self.dtype)
+        # float64 for '>=': no float32 lies strictly between the float64 just below
+        # theta and theta, so a float32 threshold would round back onto theta
+        th_dtype = np.float64 if self.fires_on == ">=" else self.dtype
+        threshold = nir_threshold(self.threshold_of[path], self.fires_on, th_dtype)
         self.add(name, nir.IF(r=np.ones(shape, dtype=self.dtype),
-                              v_threshold=np.full(shape, threshold, dtype=self.dtype),
+                              v_threshold=np.full(shape, threshold, dtype=th_dtype),
                               v_reset=np.zeros(shape, dtype=self.dtype)))
         self.populations.append({"node": name, "torch": path, "channels": list(channels),
                                  "shape": list(shape)})
@@ -340,7 +344,7 @@ def _export(model: SpikingUNet, diffusion_step, dtype) -> nir.NIRGraph:
         "format": FORMAT, "format_version": FORMAT_VERSION, "model_config": config.to_dict(),
         "timesteps": config.timesteps, "fires_on": fires_on,
         "neuron_convention": NEURON_CONVENTION if fires_on == ">" else
-        f"{NEURON_CONVENTION}; {STRICT_FROM_GE.format(dtype=np.dtype(dtype).name)}",
+        f"{NEURON_CONVENTION}; {STRICT_FROM_GE}",
         "diffusion_step": diffusion_step, "dtype": np.dtype(dtype).name,
         "populations": b.populations,
         "inputs": {"input": {"shape": list(shape), "what": "BN(conv(x_t)) of the encoder, "

@@ -77,23 +77,33 @@ def load_tensors(path, what: str):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's first line (or its type), short enough for a one-line error."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:160]
+
+
+def read_tensor_file(path, what: str, *, refused_hint: str, corrupt_hint: str):
+    """:func:`load_tensors`, its failures as one-line errors that end in a hint."""
+    try:
+        return load_tensors(path, what)
+    except pickle.UnpicklingError as e:
+        raise SddpmError(f"{what} {path} holds objects other than tensors and plain values "
+                         f"and was refused unread ({first_line(e)}); {refused_hint}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise SddpmError(f"{what} {path} is corrupt, truncated or not a torch.save file "
+                         f"({first_line(e)}); {corrupt_hint}") from None
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`; never runs pickled code."""
     path = Path(path)
     if not path.is_file():
         raise SddpmError(f"checkpoint {path} does not exist; give the path of a .pt file "
                          "written by 'sddpm train'")
-    try:
-        payload = load_tensors(path, "checkpoint")
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SddpmError(f"checkpoint {path} holds objects other than tensors and plain values "
-                         f"and was refused unread ({first[:160]}); only load files you trust "
-                         "to be sddpm checkpoints") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SddpmError(f"checkpoint {path} is corrupt or not a checkpoint ({first[:160]}); "
-                         "use another checkpoint or retrain") from None
+    payload = read_tensor_file(path, "checkpoint",
+                               refused_hint="only load files you trust to be sddpm checkpoints",
+                               corrupt_hint="use another checkpoint or retrain")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise SddpmError(f"{path} is not an sddpm checkpoint (no format tag {FORMAT!r})")
     if payload.get("version") != VERSION:

@@ -20,15 +20,13 @@ with the first key that does not fit, before anything is written.
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from sddpm.checkpoint import FORMAT, load_tensors
+from sddpm.checkpoint import FORMAT, first_line, read_tensor_file
 from sddpm.errors import SddpmError
 from sddpm.files import file_sha256
 from sddpm.models import build_model, count_params
@@ -103,11 +101,6 @@ def expected_reference_tensors(config: ModelConfig) -> dict:
 
 # -- reading the file -----------------------------------------------------------------
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:160]
-
-
 def _read_safetensors(path: Path) -> dict:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -115,20 +108,8 @@ def _read_safetensors(path: Path) -> dict:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise SddpmError(f"{path} is not a readable .safetensors file ({_first_line(e)}); "
+        raise SddpmError(f"{path} is not a readable .safetensors file ({first_line(e)}); "
                          "pass the file as the official code or safetensors wrote it") from None
-
-
-def _read_torch(path: Path) -> object:
-    try:
-        return load_tensors(path, "checkpoint")
-    except pickle.UnpicklingError as e:
-        raise SddpmError(f"{path} holds objects other than tensors and plain values and was "
-                         f"refused unread ({_first_line(e)}); an official checkpoint loads "
-                         "with weights_only=True, so this one is something else") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise SddpmError(f"{path} is truncated or not a torch.save file ({_first_line(e)}); "
-                         "download the checkpoint again") from None
 
 
 def read_reference_file(path) -> tuple[dict, dict]:
@@ -147,7 +128,10 @@ def read_reference_file(path) -> tuple[dict, dict]:
         raise SddpmError(f"{path} is empty; download the checkpoint again")
     if path.suffix == ".safetensors":
         return _read_safetensors(path), {"layout": "safetensors state_dict"}
-    payload = _read_torch(path)
+    payload = read_tensor_file(
+        path, "checkpoint", corrupt_hint="download the checkpoint again",
+        refused_hint="an official checkpoint loads with weights_only=True, so this is another "
+                     "kind of file")
     if not isinstance(payload, dict):
         raise SddpmError(f"{path} holds a {type(payload).__name__}, not a state_dict or the "
                          "official {'net_model': ...} dict")
@@ -335,13 +319,13 @@ def format_summary(payload: dict, out) -> str:
     given = src["given"]
     return "\n".join([
         f"converted {src['file']} ({src['layout']}, sha256 {src['sha256'][:16]}...)",
-        f"  architecture: ch {cfg['ch']}, ch_mult {cfg['ch_mult']}, num_res_blocks "
-        f"{cfg['num_res_blocks']}, {cfg['image_channels']} image channels, "
-        f"{cfg['diffusion_steps']} diffusion steps (read from the tensors)",
+        (f"  architecture: ch {cfg['ch']}, ch_mult {cfg['ch_mult']}, num_res_blocks "
+         f"{cfg['num_res_blocks']}, {cfg['image_channels']} image channels, "
+         f"{cfg['diffusion_steps']} diffusion steps (read from the tensors)"),
         f"  parameters: {src['parameters']:,}; IF layers: {src['if_layers']}",
-        f"  spiking timesteps T = {given['timesteps']}, image {given['image_size']}x"
-        f"{given['image_size']}, data set {given['dataset']} (given: the file does not "
-        "record them)",
-        f"  firing rule: v >= threshold (kept by sample, export, simulate and energy)",
+        (f"  spiking timesteps T = {given['timesteps']}, image {given['image_size']}x"
+         f"{given['image_size']}, data set {given['dataset']} (given: the file does not "
+         "record them)"),
+        "  firing rule: v >= threshold (kept by sample, export, simulate and energy)",
         f"wrote {out}",
     ])

@@ -2,8 +2,8 @@
 a CIFAR-10-sized official checkpoint goes through ``info`` and ``energy``."""
 
 import json
-from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -13,8 +13,7 @@ from sddpm.presets import get_preset
 from sddpm.reference_checkpoint import expected_reference_tensors
 from tests.cli.test_main import _one_line_error
 from tests.conftest import run_cli
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "reference_sddpm"
+from tests.reference_fixture import DATA
 
 
 def _official_state():
@@ -158,7 +157,29 @@ def test_the_summary_and_the_json_record(capsys, tmp_path):
     assert record["layout"] == "safetensors state_dict" and len(record["sha256"]) == 64
 
 
-@pytest.mark.slow  # a 66.7 M-parameter model: about a minute on 2 cores
+def test_every_later_command_takes_the_converted_checkpoint(capsys, tmp_path):
+    from sddpm.export.cli import main as export_main
+    from sddpm.export.nir_file import firing_rule, read_nir
+
+    converted = tmp_path / "converted.pt"
+    assert main(["convert", "--from", "sddpm-reference", str(DATA / "state_dict.safetensors"),
+                 "-o", str(converted)]) == 0
+    assert main(["sample", str(converted), "--sampler", "ddim", "--steps", "2", "--n", "2",
+                 "--threshold", "0.997", "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    capsys.readouterr()
+    assert main(["energy", str(converted), "--steps", "2", "--n", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["arch"] == "snn" and report["denoising_steps"] == 2
+    assert report["breakdown_per_forward_mJ"]["ac"] > 0
+    assert export_main([str(converted), "--to", "nir", "-o", str(tmp_path / "m.nir"),
+                        "--threshold", "0.997"]) == 0
+    graph = read_nir(tmp_path / "m.nir")
+    assert firing_rule(graph) == ">="
+    assert np.all(graph.nodes["up.0.neuron2"].v_threshold == np.nextafter(0.997, 0))
+
+
+@pytest.mark.slow  # a 66.7 M-parameter model: about 15 s on 2 cores
 def test_a_cifar10_sized_official_checkpoint_converts_and_prices_per_layer(tmp_path):
     """Random tensors under the official names and shapes of the paper's CIFAR-10 model."""
     g = torch.Generator().manual_seed(0)
@@ -168,7 +189,7 @@ def test_a_cifar10_sized_official_checkpoint_converts_and_prices_per_layer(tmp_p
             state[name] = torch.tensor(0, dtype=dtype)
         elif name.endswith("running_var"):
             state[name] = torch.ones(shape)
-        elif name.endswith("running_mean") or name.endswith(".bias"):
+        elif name.endswith(("running_mean", ".bias")):
             state[name] = torch.zeros(shape)
         elif len(shape) == 1:  # a BatchNorm's scale
             state[name] = torch.ones(shape)

@@ -5,7 +5,6 @@ converted model must give the same noise prediction and the same spikes in every
 """
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from sddpm.checkpoint import load_checkpoint, save_checkpoint
 from sddpm.cli.main import main
 from sddpm.files import file_sha256
 from sddpm.models import count_params
-from sddpm.neurons import NEURON_BACKENDS, MultiStepIF, if_multistep, set_backend
+from sddpm.neurons import NEURON_BACKENDS, MultiStepIF, if_multistep
 from sddpm.presets import ModelConfig
 from sddpm.reference_checkpoint import (
     convert_reference_checkpoint,
@@ -24,9 +23,7 @@ from sddpm.reference_checkpoint import (
     reference_name,
 )
 from sddpm.sampling import model_from_checkpoint
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "reference_sddpm"
-LAYOUTS = ("state_dict.safetensors", "ckpt_reference_layout.pt")
+from tests.reference_fixture import DATA, LAYOUTS, make_tie_variant
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +85,8 @@ def test_both_layouts_convert_to_the_same_tensors(converted):
 @pytest.mark.parametrize("backend", NEURON_BACKENDS)
 def test_the_tie_variant_needs_v_greater_or_equal(converted, io, backend):
     model, payload = model_from_checkpoint(converted[LAYOUTS[0]], neuron=backend)
+    make_tie_variant(model.state_dict())
     model = model.double()
-    with torch.no_grad():  # the fixture's recipe, on our names
-        model.encoder.bn2.weight[0] = 0.0
-        model.encoder.bn2.bias[0] = 1.0
     eps, counts = _run(model, io)
     assert counts == json.loads((DATA / "spike_counts_tie.json").read_text())
     assert _relative(eps, io["eps_tie"]) < 1e-13

@@ -115,24 +115,57 @@ def _lava_lif_reset(a_in, bias, vth):
     return np.stack(spikes)
 
 
-@pytest.mark.parametrize("vth", [3, 40, 300, 5000, 2 ** 17 - 1])
-def test_the_emulated_neuron_fires_as_lavas_at_the_threshold_edge(vth):
-    # v lands exactly on vth << 6, one below and one above, at every threshold size:
-    # float32 must not blur Lava's strict '>'; positive clipping changes nothing
+def _edge(vth, fires_on=">"):
+    """``encoder.neuron`` at threshold ``vth`` and inputs around it: ``(emulate, a_in, rng)``
+    where ``emulate(bias)`` is the emulated population's spikes."""
     _, graph = _graph()
     fixed = quantize_graph(graph)
+    fixed.fires_on = fires_on
     pop = "encoder.neuron"
     fixed.vth[pop] = vth
     emulator = FixedPointEmulator(graph, fixed)
     C, H, W = np.shape(graph.nodes[pop].v_threshold)
     rng = np.random.default_rng(vth)
     a_in = rng.choice([vth - 1, vth, vth - 2, 0, 1], size=(5, 2, C, H, W))
+
+    def emulate(bias):
+        spikes = emulator._neuron(pop, torch.as_tensor(a_in, dtype=torch.float32),
+                                  torch.as_tensor(bias, dtype=torch.float32)[None, :, None, None])
+        return spikes.numpy() > 0
+
+    return emulate, a_in, rng, fixed.lava_vth(pop), C
+
+
+@pytest.mark.parametrize("vth", [3, 40, 300, 5000, 2 ** 17 - 1])
+def test_the_emulated_neuron_fires_as_lavas_at_the_threshold_edge(vth):
+    # v lands exactly on vth << 6, one below and one above, at every threshold size:
+    # float32 must not blur Lava's strict '>'; positive clipping changes nothing
+    emulate, a_in, rng, _, C = _edge(vth)
     bias = rng.choice([-1, 0, 1, 63, 64, 65], size=C)
-    got = emulator._neuron(pop, torch.as_tensor(a_in, dtype=torch.float32),
-                           torch.as_tensor(bias, dtype=torch.float32)[None, :, None, None])
     expected = _lava_lif_reset(a_in, bias[None, :, None, None], vth)
-    assert np.array_equal(got.numpy() > 0, expected)
+    assert np.array_equal(emulate(bias), expected)
     assert 0 < expected.mean() < 1
+
+
+@pytest.mark.parametrize("vth", [1, 3, 40, 5000, 2 ** 17 - 1])
+def test_greater_or_equal_on_integers_is_lavas_strict_rule_one_below(vth):
+    # a '>=' population (the official SDDPM neuron): the emulation fires on
+    # v >= vth << 6 itself; Lava, given vth - 1, fires on v > (vth - 1) << 6, the same
+    # wherever v stays on the grid of 64 that quantize_graph keeps it on
+    emulate, a_in, rng, lava_vth, C = _edge(vth, ">=")
+    assert lava_vth == vth - 1
+    on_grid = rng.choice([-64, 0, 64, 128], size=C)
+    got = emulate(on_grid)
+    assert np.array_equal(got, _lava_lif_reset(a_in, on_grid[None, :, None, None], lava_vth))
+    assert not np.array_equal(got, _lava_lif_reset(a_in, on_grid[None, :, None, None], vth))
+    # off the grid the emulation still fires on v >= vth << 6 (transcribed here)
+    off_grid = rng.choice([-1, 1, 63, 65], size=C)
+    v, expected = np.zeros(a_in.shape[1:], dtype=np.int64), []
+    for a in a_in:
+        v = v + (a.astype(np.int64) << 6) + off_grid[None, :, None, None]
+        expected.append(v >= (vth << 6))
+        v = np.where(expected[-1], 0, v)
+    assert np.array_equal(emulate(off_grid), np.stack(expected))
 
 
 def test_the_emulation_refuses_what_loihis_24_bit_states_cannot_hold():
