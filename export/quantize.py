@@ -153,7 +153,9 @@ def _bias_mant_exp(bias_v: np.ndarray, grid: int = 1) -> tuple[np.ndarray, np.nd
     exactly, each above is a multiple of 64).
     """
     mant_max = 2 ** (BIAS_MANT_BITS - 1) - 1
-    bias_v = np.rint(np.asarray(bias_v, dtype=np.float64) / grid) * grid
+    bias_v = np.asarray(bias_v, dtype=np.float64)
+    if grid > 1:  # rounded once more only where the grid asks: each rounding costs
+        bias_v = np.rint(bias_v / grid) * grid
     exp = np.zeros(bias_v.shape, dtype=np.int64)
     while True:
         mant = np.rint(bias_v / (1 << exp)).astype(np.int64)

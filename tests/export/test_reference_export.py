@@ -16,6 +16,7 @@ from sddpm.export.quantize import (
     ACTIVATION_SHIFT,
     quantize_graph,
     read_fixed_point,
+    summed_bias,
     write_fixed_point,
 )
 from sddpm.export.torch_to_nir import export_nir
@@ -82,6 +83,12 @@ def test_fixed_point_keeps_greater_or_equal_on_integers(converted, tmp_path):
     for pop, vth in fixed.vth.items():
         # on the a_in grid: v moves in steps of 64, so Lava's v > (vth - 1) << 6 is v >= vth << 6
         assert np.all(fixed.effective_bias(pop) % (1 << ACTIVATION_SHIFT) == 0), pop
+        # and as near the float bias as that grid allows (half a grid, plus half a step
+        # where the exponent outgrows the grid)
+        exact = summed_bias(graph, pop) * fixed.scale[pop] * (1 << ACTIVATION_SHIFT)
+        step = 2.0 ** fixed.bias_exp[pop]
+        assert np.all(np.abs(fixed.effective_bias(pop) - exact)
+                      <= 32 + np.where(step > 64, step / 2, 0) + 1e-9), pop
         assert fixed.lava_vth(pop) == vth - 1
     back = read_fixed_point(write_fixed_point(fixed, tmp_path / "f.h5"), graph)
     assert back.fires_on == ">=" and back.vth == fixed.vth
