@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from sddpm.checkpoint import FORMAT, first_line, read_tensor_file
+from sddpm.data import DATASETS
 from sddpm.errors import SddpmError
 from sddpm.files import file_sha256
 from sddpm.models import build_model, count_params
@@ -144,7 +145,8 @@ def read_reference_file(path) -> tuple[dict, dict]:
                              "state_dict")
         step = payload.get("step")
         extra = {"layout": "official torch.save dict (net_model)",
-                 "ignored_keys": sorted(str(k) for k in payload if k != "net_model")}
+                 "ignored_keys": sorted(str(k) for k in payload
+                                        if k not in ("net_model", "step"))}
         if isinstance(step, int) and not isinstance(step, bool):
             extra["step"] = step
         return state, extra
@@ -285,6 +287,9 @@ def convert_reference_checkpoint(path, *, timesteps: int = PAPER_TIMESTEPS,
         raise SddpmError(f"{path}: the state_dict has keys that are not names")
     architecture = infer_architecture(state)
     dataset = dataset or ("cifar10" if architecture.image_channels == 3 else "fmnist")
+    if dataset not in DATASETS:
+        raise SddpmError(f"--dataset {dataset!r} is not one sddpm reads; choose one of "
+                         f"{', '.join(DATASETS)}")
     config = architecture.model_config(timesteps=timesteps, image_size=image_size,
                                        dataset=dataset)
     check_state_dict(state, config)
@@ -318,7 +323,9 @@ def format_summary(payload: dict, out) -> str:
     src, cfg = payload["converted_from"], payload["model_config"]
     given = src["given"]
     return "\n".join([
-        f"converted {src['file']} ({src['layout']}, sha256 {src['sha256'][:16]}...)",
+        f"converted {src['file']} ({src['layout']}, sha256 {src['sha256'][:16]}...)"
+        + (f"; not carried over: {', '.join(src['ignored_keys'])}"
+           if src.get("ignored_keys") else ""),
         (f"  architecture: ch {cfg['ch']}, ch_mult {cfg['ch_mult']}, num_res_blocks "
          f"{cfg['num_res_blocks']}, {cfg['image_channels']} image channels, "
          f"{cfg['diffusion_steps']} diffusion steps (read from the tensors)"),

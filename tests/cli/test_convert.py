@@ -129,6 +129,8 @@ def test_files_that_are_not_checkpoints_are_refused(capsys, tmp_path, make):
     (["-T", "-2"], "--timesteps must be a positive integer"),
     (["--from", "spikingjelly"], "--from 'spikingjelly' is not known"),
     (["-o", "model.h5"], "must end in .pt"),
+    (["--dataset", "imagenet"], "--dataset 'imagenet' is not one sddpm reads"),
+    (["--image-size", "30"], "not divisible"),
 ])
 def test_bad_options_are_refused(capsys, tmp_path, argv, needle):
     args = {"--from": "sddpm-reference", "-o": str(tmp_path / "out.pt")}
@@ -148,7 +150,7 @@ def test_the_summary_and_the_json_record(capsys, tmp_path):
                  "-o", str(tmp_path / "a.pt")]) == 0
     text = capsys.readouterr().out
     for needle in ("ch 32, ch_mult [1, 2, 2], num_res_blocks 1", "1,086,989", "T = 4",
-                   "v >= threshold"):
+                   "v >= threshold", "not carried over: optim, x_T"):
         assert needle in text
     assert main(["convert", "--from", "sddpm-reference", str(DATA / "state_dict.safetensors"),
                  "-o", str(tmp_path / "b.pt"), "--json", "-T", "8"]) == 0

@@ -128,7 +128,7 @@ def test_the_checkpoint_says_where_it_came_from(converted):
     assert source["inferred"]["ch_mult"] == [1, 2, 2]
     assert source["given"] == {"timesteps": 4, "image_size": 32, "dataset": "fmnist"}
     assert source["parameters"] == 1_086_989 and source["if_layers"] == 27
-    assert set(source["ignored_keys"]) == {"optim", "step", "x_T"}
+    assert set(source["ignored_keys"]) == {"optim", "x_T"} and payload["step"] == 0
     assert payload["ema"] is None and payload["arch"] == "snn"
     model, _ = model_from_checkpoint(converted[LAYOUTS[1]])
     assert count_params(model) == 1_086_989
@@ -170,13 +170,18 @@ def _official_file(config, path, layout="official", seed=0):
     return state
 
 
-@pytest.mark.parametrize("ch, ch_mult, blocks, channels", [
-    (8, (1, 2), 1, 1), (8, (1,), 2, 3), (16, (1, 2, 3), 2, 3), (8, (2, 1, 2, 2), 3, 1)])
-def test_the_architecture_is_read_from_the_tensors(ch, ch_mult, blocks, channels, tmp_path):
+@pytest.mark.parametrize("ch, ch_mult, blocks, channels, layout", [
+    (8, (1, 2), 1, 1, "official"), (8, (1,), 2, 3, "bare"), (16, (1, 2, 3), 2, 3, "official"),
+    (8, (2, 1, 2, 2), 3, 1, "bare")])
+def test_the_architecture_is_read_from_the_tensors(ch, ch_mult, blocks, channels, layout,
+                                                   tmp_path):
     config = ModelConfig("x", "x", 16, channels, ch=ch, ch_mult=ch_mult, num_res_blocks=blocks,
                          diffusion_steps=300, fires_on=">=")
-    state = _official_file(config, tmp_path / "official.pt", layout="bare")
+    state = _official_file(config, tmp_path / "official.pt", layout=layout)
     payload = convert_reference_checkpoint(tmp_path / "official.pt", image_size=16)
+    assert payload["step"] == (1234 if layout == "official" else 0)
+    assert payload["converted_from"]["layout"].startswith(
+        "official" if layout == "official" else "torch.save state_dict")
     cfg = payload["model_config"]
     assert (cfg["ch"], tuple(cfg["ch_mult"]), cfg["num_res_blocks"], cfg["image_channels"],
             cfg["diffusion_steps"]) == (ch, ch_mult, blocks, channels, 300)
