@@ -177,7 +177,8 @@ def run_convert(args) -> None:
                                            image_size=args.image_size, dataset=args.dataset)
     save_checkpoint(payload, out)
     if args.json:
-        print(json.dumps({"output": str(out), "model_config": payload["model_config"],
+        print(json.dumps({"output": str(out), "fires_on": payload["model_config"]["fires_on"],
+                          "model_config": payload["model_config"],
                           **payload["converted_from"]}, indent=2))
     else:
         print(format_summary(payload, out))

@@ -21,6 +21,7 @@ with the first key that does not fit, before anything is written.
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,14 @@ def _read_safetensors(path: Path) -> dict:
                          "pass the file as the official code or safetensors wrote it") from None
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file opens with an 8-byte header length and then its JSON; a
+    ``torch.save`` file is a zip (or, from old torch, a pickle)."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and not zipfile.is_zipfile(path)
+
+
 def read_reference_file(path) -> tuple[dict, dict]:
     """The state_dict of an official checkpoint and what else the file said.
 
@@ -127,7 +136,7 @@ def read_reference_file(path) -> tuple[dict, dict]:
                          ".safetensors)")
     if path.stat().st_size == 0:
         raise SddpmError(f"{path} is empty; download the checkpoint again")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or _looks_like_safetensors(path):
         return _read_safetensors(path), {"layout": "safetensors state_dict"}
     payload = read_tensor_file(
         path, "checkpoint", corrupt_hint="download the checkpoint again",

@@ -95,6 +95,16 @@ def _huge_header_safetensors(tmp_path):
     return tmp_path / "huge.safetensors", "not a readable .safetensors"
 
 
+def _safetensors_named_pt(tmp_path):
+    """Read by its content, not its name: then refused for the key it lacks."""
+    state = _official_state()
+    del state["tail_bn.bias"]
+    from safetensors.torch import save_file
+
+    save_file(state, str(tmp_path / "renamed.pt"))
+    return tmp_path / "renamed.pt", "lacks tail_bn.bias"
+
+
 def _directory(tmp_path):
     (tmp_path / "ckpt").mkdir()
     return tmp_path / "ckpt", "is a directory"
@@ -112,7 +122,8 @@ def _not_a_dict(tmp_path):
 
 
 @pytest.mark.parametrize("make", [_truncated, _empty, _pickle, _garbage_safetensors,
-                                  _huge_header_safetensors, _directory, _sddpm_checkpoint,
+                                  _huge_header_safetensors, _safetensors_named_pt, _directory,
+                                  _sddpm_checkpoint,
                                   _not_a_dict])
 def test_files_that_are_not_checkpoints_are_refused(capsys, tmp_path, make):
     path, needle = make(tmp_path)
@@ -157,6 +168,7 @@ def test_the_summary_and_the_json_record(capsys, tmp_path):
     record = json.loads(capsys.readouterr().out)
     assert record["model_config"]["timesteps"] == 8 and record["model_config"]["fires_on"] == ">="
     assert record["layout"] == "safetensors state_dict" and len(record["sha256"]) == 64
+    assert record["fires_on"] == ">="
 
 
 def test_every_later_command_takes_the_converted_checkpoint(capsys, tmp_path):
