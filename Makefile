@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast layers bench report sweeps mutation clean
+.PHONY: setup demo test test-fast fuzz layers bench report sweeps mutation clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
+
+# the readers' fuzz tests at length: 1,000 generated damages to a checkpoint's bytes
+# (make test tries 40) beside the table of malformed files
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=1000 $(PY) -m pytest -q tests/cli/test_fuzz_bytes.py tests/cli/test_fuzz_readers.py
 
 # import-linter's contracts on the built wheel (also part of `make test`): a bare
 # `lint-imports` in the checkout sees only sddpm/, since the folders join when installed

@@ -10,12 +10,17 @@ import time
 from pathlib import Path
 
 from sddpm.errors import SddpmError
+from sddpm.files import readable_file
 from sddpm.outputs import writable_file, writable_folder
 
 DTYPES = ("float32", "float64")
 
 
+CHECKPOINT_HINT = "give a checkpoint written by 'sddpm train' or 'sddpm convert'"
+
+
 def _nir_path(checkpoint, output) -> Path:
+    readable_file(checkpoint, "checkpoint", CHECKPOINT_HINT)  # before anything resolves it
     path = Path(output) if output else Path(checkpoint).with_suffix(".nir")
     if path.resolve() == Path(checkpoint).resolve():
         raise SddpmError(f"output {path} is the checkpoint itself; give another -o")
@@ -56,12 +61,14 @@ def export_to_nir(checkpoint, *, output=None, diffusion_step: int | None = None,
     summary = {"checkpoint": str(checkpoint), "output": str(out),
                "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 2),
                "diffusion_step": diffusion_step, "dtype": dtype,
-               "threshold": threshold, **graph_summary(graph),
+               "threshold": threshold, "checkpoint_integrity": payload["integrity"],
+               **graph_summary(graph),
                "host_macs_per_forward": host_macs(model, diffusion_step is None)}
     return summary
 
 
 def _bundle_folder(checkpoint, output) -> Path:
+    readable_file(checkpoint, "checkpoint", CHECKPOINT_HINT)
     ckpt = Path(checkpoint)
     path = Path(output) if output else ckpt.with_name(ckpt.stem + "-lava")
     return writable_folder(path, "bundle")
@@ -115,7 +122,8 @@ def export_to_lava(checkpoint, *, output=None, weight_bits: int = 8, use_ema: bo
         "step": payload["step"], "preset": model.config.name, "ema": use_ema,
         "threshold": threshold})
     schedule = balance(graph)
-    return {"checkpoint": str(checkpoint), "output": str(folder),
+    return {"checkpoint": str(checkpoint), "checkpoint_integrity": payload["integrity"],
+            "output": str(folder),
             "seconds": round(time.perf_counter() - t0, 2), "weight_bits": weight_bits,
             "latency_steps": schedule.latency(),
             "steps_per_forward": schedule.steps_per_forward(model.config.timesteps),

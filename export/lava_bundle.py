@@ -17,6 +17,7 @@ from pathlib import Path
 import nir
 
 from sddpm.errors import SddpmError
+from sddpm.export.graph import check_shapes, topological_order
 from sddpm.export.latency import balance
 from sddpm.export.nir_file import graph_info, read_nir, write_nir
 from sddpm.export.quantize import (
@@ -129,6 +130,8 @@ def load_bundle(folder) -> tuple[nir.NIRGraph, dict]:
     if GRAPH_FILE not in manifest["files"]:
         raise SddpmError(f"bundle {folder}: the manifest lists no {GRAPH_FILE}")
     graph = read_nir(folder / GRAPH_FILE)
+    topological_order(graph)  # every edge between nodes that exist, no cycle
+    check_shapes(graph)
     info = graph_info(graph)
     if (info["timesteps"], info["model_config"]) != (manifest["timesteps"],
                                                      manifest["model_config"]):

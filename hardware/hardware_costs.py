@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sddpm.errors import SddpmError
+from sddpm.files import readable_file
 
 # package data (pyproject.toml), beside this module in a checkout and in a wheel
 COSTS_DIR = Path(__file__).with_name("costs")
@@ -37,7 +38,7 @@ class HardwareCosts:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "HardwareCosts":
+    def from_dict(cls, data: dict) -> HardwareCosts:
         fields = ("name", "description", "mac_pj", "ac_pj", "neuron_update_pj", "source")
         missing = [f for f in fields if f not in data]
         if missing:
@@ -84,10 +85,9 @@ def load_hardware_costs(name_or_path: str) -> HardwareCosts:
         if not path.is_file():
             raise SddpmError(f"unknown hardware {name_or_path!r}; expected one of "
                              f"{', '.join(available_hardware())} or a hardware cost .json file")
+    readable_file(path, "hardware cost file", "give a .json file like those in hardware/costs")
     try:
         data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SddpmError(f"hardware cost file {path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SddpmError(f"hardware cost file {path} is not valid JSON ({e})") from None
     if not isinstance(data, dict):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from sddpm.errors import SddpmError
-from sddpm.files import atomic_path
+from sddpm.files import atomic_path, readable_file
 
 FORMAT_VERSION = 1
 
@@ -44,7 +44,7 @@ class SynapticLayer:
     binary_input: bool
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SynapticLayer":
+    def from_dict(cls, d: dict) -> SynapticLayer:
         return cls(**{**d, **{k: tuple(d[k]) for k in
                               ("weight_shape", "input_shape", "output_shape")}})
 
@@ -95,6 +95,15 @@ class SpikeProfile:
             if found != shape:
                 raise SddpmError(f"spike profile: {name} should have shape {shape}, found "
                                  f"{found}; the file is damaged or from another tool")
+        # rates are fractions, events counts: a NaN here would print NaN millijoules
+        for name, upper in (("input_rate", 1.0), ("population_rate", 1.0),
+                            ("exact_events", np.inf)):
+            values = np.asarray(getattr(self, name), dtype=np.float64)
+            bad = ~np.isfinite(values) | (values < 0) | (values > upper)
+            if bad.any():
+                want = "a fraction in [0, 1]" if upper == 1 else "a finite count >= 0"
+                raise SddpmError(f"spike profile: {name} holds {values[bad].flat[0]!r}, "
+                                 f"expected {want}; the file is damaged or from another tool")
 
     @property
     def arch(self) -> str:
@@ -142,12 +151,11 @@ class SpikeProfile:
         return Path(path)
 
     @classmethod
-    def load_h5(cls, path) -> "SpikeProfile":
+    def load_h5(cls, path) -> SpikeProfile:
         import h5py
 
-        path = Path(path)
-        if not path.is_file():
-            raise SddpmError(f"spike profile {path} does not exist")
+        path = readable_file(path, "spike profile", "give a profile.h5 written by "
+                             "'sddpm energy CKPT --out DIR'")
         try:
             with h5py.File(path, "r") as f:
                 header = json.loads(f.attrs["header"])

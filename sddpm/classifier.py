@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sddpm.checkpoint import load_checkpoint, save_checkpoint
+from sddpm.checkpoint import check_tensors, load_checkpoint, save_checkpoint, verify_checkpoint
 from sddpm.data import load_dataset, load_labels
 from sddpm.errors import SddpmError
 
@@ -94,9 +94,11 @@ def train_classifier(out, *, epochs: int = 3, batch: int = 128, seed: int = 0,
 
 
 def load_classifier(path) -> tuple[FashionClassifier, dict]:
-    payload = load_checkpoint(path)
+    payload = load_checkpoint(path, verify=False)
     if payload.get("arch") != FORMAT_ARCH:
         raise SddpmError(f"{path} is not a Fashion-MNIST classifier written by sddpm")
     model = FashionClassifier()
+    check_tensors(payload["model"], model.state_dict(), f"classifier {path}")
+    verify_checkpoint(payload, path)
     model.load_state_dict(payload["model"])
     return model.eval(), payload.get("info", {})

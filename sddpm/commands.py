@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sddpm.command_line import positive_float, positive_int
 from sddpm.errors import SddpmError
-from sddpm.files import atomic_path
+from sddpm.files import atomic_path, readable_file
 from sddpm.outputs import writable_file
 from sddpm.presets import ARCHS, PRESETS
 
@@ -131,6 +131,7 @@ def run_info(args) -> None:
             **count_macs(model, config), "config": config.to_dict()}
     if args.checkpoint:
         info["checkpoint"] = args.checkpoint
+        info["integrity"] = payload["integrity"]  # "verified", or "absent" in older files
         info["converted_from"] = source
     if args.arch == "snn":
         info["timesteps"] = config.timesteps
@@ -170,6 +171,8 @@ def run_convert(args) -> None:
     if args.source != SOURCE:
         raise SddpmError(f"--from {args.source!r} is not known; the one source is {SOURCE} "
                          "(checkpoints of github.com/AndyCao1125/SDDPM)")
+    readable_file(args.input, "checkpoint", "give the official checkpoint file (.pt or "
+                  ".safetensors)")
     out = writable_file(args.output, (".pt",))
     if Path(args.input).resolve() == out.resolve():
         raise SddpmError("-o names the input file; write the sddpm checkpoint elsewhere")

@@ -107,14 +107,17 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
         if real_n is not None:
             raise SddpmError("--real-n applies to Inception metrics only; the classifier "
                              "metrics use the whole test set")
-        if not classifier.is_file():
+        if not classifier.exists():
             raise SddpmError(f"no classifier at {classifier}; train one with "
                              "'python scripts/train_classifier.py' or pass --classifier")
+        load_classifier(classifier)  # read and checked now, not after minutes of sampling
     model, payload = model_from_checkpoint(checkpoint, threshold=threshold)
     config = ModelConfig.from_dict(payload["model_config"])
     if config.dataset != "fmnist":
         raise SddpmError(f"the metrics compare with the Fashion-MNIST test set; "
                          f"{checkpoint} was trained on {config.dataset}")
+    if inception is None:  # the test set read (and its features cached) before sampling
+        real_features(classifier, data_dir)
     t0 = time.perf_counter()
     images = sample_images(model, GaussianDiffusion(config.diffusion_steps), config, n=n,
                            sampler=sampler, steps=steps, seed=seed, batch=batch,

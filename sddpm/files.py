@@ -12,9 +12,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -108,3 +108,36 @@ def file_sha256(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def readable_file(path, what: str, hint: str) -> Path:
+    """``path`` if it is a regular file this process can read, else a one-line error.
+
+    ``what`` names the file (``checkpoint``), ``hint`` says what to give instead. The
+    checks run in the order a user would look: missing, a loop of links, a folder,
+    something that is not a file, unreadable, empty.
+    """
+    import errno
+    import stat
+
+    from sddpm.errors import SddpmError
+
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise SddpmError(f"{what} {path} does not exist; {hint}") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SddpmError(f"{what} {path} is a symlink loop (its links point at each "
+                             f"other); {hint}") from None
+        raise SddpmError(f"{what} {path} cannot be opened ({e.strerror}); {hint}") from None
+    if stat.S_ISDIR(mode):
+        raise SddpmError(f"{what} {path} is a directory; {hint}")
+    if not stat.S_ISREG(mode):
+        raise SddpmError(f"{what} {path} is not a regular file; {hint}")
+    if not os.access(path, os.R_OK):
+        raise SddpmError(f"{what} {path} cannot be read (permission denied); {hint}")
+    if os.stat(path).st_size == 0:
+        raise SddpmError(f"{what} {path} is empty; {hint}")
+    return path

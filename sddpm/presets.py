@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 from sddpm.errors import SddpmError
@@ -34,10 +35,8 @@ class ModelConfig:
     fires_on: str = ">"
 
     def __post_init__(self):
+        self._check_values()
         object.__setattr__(self, "ch_mult", tuple(self.ch_mult))
-        if self.fires_on not in (">", ">="):
-            raise SddpmError(f"model config: unknown firing rule {self.fires_on!r}; "
-                             "expected '>' or '>='")
         levels = len(self.ch_mult)
         if self.image_size % 2 ** (levels - 1):
             raise SddpmError(
@@ -45,11 +44,44 @@ class ModelConfig:
                 f"for {levels} resolution levels; pad the images or drop a level"
             )
 
+    def _check_values(self) -> None:
+        """Every value in range, before anything is built from it (a damaged or edited
+        checkpoint must fail here, in one line, not deep inside a layer)."""
+        def bad(name, expected):
+            raise SddpmError(f"model config: {name} must be {expected}, found "
+                             f"{getattr(self, name)!r}; the checkpoint is damaged or edited")
+
+        def positive_int(value):
+            return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+        for name in ("name", "dataset"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                bad(name, "a non-empty name")
+        for name in ("image_size", "image_channels", "ch", "num_res_blocks", "timesteps",
+                     "diffusion_steps", "batch_size"):
+            if not positive_int(getattr(self, name)):
+                bad(name, "a positive integer")
+        if self.ch % 2:
+            bad("ch", "even (the sinusoidal time embedding pairs sin and cos)")
+        if (not isinstance(self.ch_mult, (list, tuple)) or not self.ch_mult
+                or not all(positive_int(m) for m in self.ch_mult)):
+            bad("ch_mult", "a non-empty list of positive integers")
+        if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
+                or not 0 <= self.dropout < 1):
+            bad("dropout", "a number in [0, 1)")
+        if not isinstance(self.attn_middle, bool):
+            bad("attn_middle", "true or false")
+        if (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
+                or not math.isfinite(self.lr) or self.lr <= 0):
+            bad("lr", "a positive number")
+        if self.fires_on not in (">", ">="):
+            bad("fires_on", "'>' or '>='")
+
     @property
     def levels(self) -> int:
         return len(self.ch_mult)
 
-    def with_timesteps(self, timesteps: int) -> "ModelConfig":
+    def with_timesteps(self, timesteps: int) -> ModelConfig:
         if not isinstance(timesteps, int) or timesteps <= 0:
             raise SddpmError(f"spiking timesteps T must be a positive integer, got {timesteps}")
         return replace(self, timesteps=timesteps)
@@ -60,7 +92,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         if not isinstance(d, dict):
             raise SddpmError(f"model config must be a dict, found {type(d).__name__}")
         known = {f.name for f in fields(cls)}
@@ -68,10 +100,23 @@ class ModelConfig:
         if unknown:
             raise SddpmError(f"model config has unknown keys {sorted(unknown)}")
         try:
-            return cls(**d)
+            config = cls(**d)
         except TypeError as e:
             raise SddpmError(f"model config is malformed ({e})") from None
+        preset = PRESETS.get(config.name)
+        if preset is not None:
+            differ = [f for f in ARCHITECTURE_FIELDS if getattr(config, f) != getattr(preset, f)]
+            if differ:
+                f = differ[0]
+                raise SddpmError(f"model config names preset {config.name} but its {f} is "
+                                 f"{getattr(config, f)!r}, the preset's {getattr(preset, f)!r}; "
+                                 "the checkpoint is damaged or edited")
+        return config
 
+
+# what a preset fixes; T, the firing rule and the training options may differ
+ARCHITECTURE_FIELDS = ("dataset", "image_size", "image_channels", "ch", "ch_mult",
+                       "num_res_blocks", "diffusion_steps", "attn_middle")
 
 PRESETS: dict[str, ModelConfig] = {
     p.name: p

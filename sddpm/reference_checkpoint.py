@@ -30,7 +30,7 @@ import torch
 from sddpm.checkpoint import FORMAT, first_line, read_tensor_file
 from sddpm.data import DATASETS
 from sddpm.errors import SddpmError
-from sddpm.files import file_sha256
+from sddpm.files import file_sha256, readable_file
 from sddpm.models import build_model, count_params
 from sddpm.neurons import spiking_layers
 from sddpm.presets import ModelConfig
@@ -129,13 +129,8 @@ def read_reference_file(path) -> tuple[dict, dict]:
     ``x_T``), a bare state_dict saved with ``torch.save``, or a ``.safetensors``
     state_dict; never runs pickled code (``weights_only=True``; TorchScript refused).
     """
-    path = Path(path)
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise SddpmError(f"{path} {what}; give the official checkpoint file (.pt or "
-                         ".safetensors)")
-    if path.stat().st_size == 0:
-        raise SddpmError(f"{path} is empty; download the checkpoint again")
+    path = readable_file(path, "checkpoint", "give the official checkpoint file (.pt or "
+                         ".safetensors), downloaded whole")
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):
         return _read_safetensors(path), {"layout": "safetensors state_dict"}
     payload = read_tensor_file(

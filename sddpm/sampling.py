@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from sddpm.checkpoint import load_checkpoint
+from sddpm.checkpoint import check_tensors, load_checkpoint, verify_checkpoint
 from sddpm.diffusion import GaussianDiffusion, sample
 from sddpm.errors import SddpmError
 from sddpm.files import atomic_path
@@ -22,15 +22,16 @@ from sddpm.presets import ModelConfig
 def model_from_checkpoint(path, *, use_ema: bool = True, neuron: str | None = None,
                           threshold: float | None = None) -> tuple[nn.Module, dict]:
     """The network of a checkpoint in eval mode (EMA weights when present) and its payload."""
-    payload = load_checkpoint(path)
+    payload = load_checkpoint(path, verify=False)
     config = ModelConfig.from_dict(payload["model_config"])
     model = build_model(config, payload["arch"], payload.get("neuron", "snntorch"))
+    expected = model.state_dict()
+    for section in ("model", "ema"):
+        if payload.get(section) is not None:
+            check_tensors(payload[section], expected, f"checkpoint {path} ({section})")
+    verify_checkpoint(payload, path)
     weights = payload["ema"] if use_ema and payload.get("ema") is not None else payload["model"]
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise SddpmError(f"checkpoint {path} does not fit its own model config "
-                         f"({str(e).splitlines()[0]}); the file is damaged") from None
+    model.load_state_dict(weights)
     if neuron is not None and payload["arch"] == "snn":
         set_backend(model, neuron)
     if threshold is not None:

@@ -24,10 +24,12 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from sddpm.checkpoint import (
+    check_tensors,
     load_checkpoint,
     restore_rng_state,
     rng_state,
     save_checkpoint,
+    verify_checkpoint,
 )
 from sddpm.data import load_dataset
 from sddpm.diffusion import GaussianDiffusion
@@ -35,7 +37,7 @@ from sddpm.errors import SddpmError
 from sddpm.files import atomic_path, write_json
 from sddpm.models import build_model
 from sddpm.neurons import check_backend
-from sddpm.presets import check_arch, get_preset
+from sddpm.presets import ModelConfig, check_arch, get_preset
 from sddpm.sampling import sample_images, save_grid
 
 # datasets whose images stay meaningful when mirrored
@@ -65,7 +67,7 @@ class TrainConfig:
     out: str = "runs/train"
     device: str = "auto"
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         get_preset(self.preset)
         check_arch(self.arch)
         check_backend(self.neuron)
@@ -78,7 +80,7 @@ class TrainConfig:
         return self
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -217,7 +219,8 @@ class Trainer:
         if not path.exists():
             raise SddpmError(f"--resume: no checkpoint {path} to continue from; check --out "
                              "or start without --resume")
-        ck = load_checkpoint(path)
+        ck = load_checkpoint(path, verify=False)  # the checksum after the shapes
+        ModelConfig.from_dict(ck["model_config"])  # every value in range, or one line
         missing = [k for k in ("optimizer", "rng", "train_config") if ck.get(k) is None]
         if missing:
             raise SddpmError(f"cannot resume {path}: it has no {', '.join(missing)} (an "
@@ -225,6 +228,11 @@ class Trainer:
         return ck
 
     def _load_state(self, ck: dict) -> None:
+        what = f"checkpoint {self.out / 'last.pt'}"
+        for section in ("model", "ema"):
+            if ck.get(section) is not None:
+                check_tensors(ck[section], self.model.state_dict(), f"{what} ({section})")
+        verify_checkpoint(ck, self.out / "last.pt")
         try:
             self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])

@@ -81,7 +81,7 @@ def _empty(tmp_path):
 
 def _pickle(tmp_path):
     torch.save({"net_model": {"conv.weight": _Evil(tmp_path / "ran")}}, tmp_path / "evil.pt")
-    return tmp_path / "evil.pt", "refused unread"
+    return tmp_path / "evil.pt", "refused for safety"
 
 
 def _garbage_safetensors(tmp_path):

@@ -26,7 +26,7 @@ def test_missing_checkpoint(capsys, tmp_path):
 def test_corrupt_checkpoint(capsys, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00garbage" * 10)
-    assert "corrupt" in _one_line_error(capsys, ["sample", str(bad)])
+    assert "is damaged" in _one_line_error(capsys, ["sample", str(bad)])
 
 
 def test_malicious_checkpoint_never_runs(capsys, tmp_path):

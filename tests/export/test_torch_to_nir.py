@@ -124,7 +124,8 @@ def test_each_layer_keeps_its_own_threshold(tmp_path):
 def test_other_depths_and_timesteps_export_exactly(res_blocks, T, tmp_path):
     from dataclasses import replace
 
-    config = replace(get_preset("tiny"), num_res_blocks=res_blocks).with_timesteps(T)
+    config = replace(get_preset("tiny"), name=f"tiny-{res_blocks}", num_res_blocks=res_blocks)
+    config = config.with_timesteps(T)
     torch.manual_seed(0)
     model = _randomise_batchnorm(build_model(config, "snn"))
     check_export(model, tmp_path, *_inputs(config))
