@@ -148,6 +148,7 @@ COMMANDS = {
                                "--out", out / "grid.png"],
     "energy": lambda ck, out: ["energy", ck, "--n", "1", "--steps", "1", "--out", out / "e"],
     "export": lambda ck, out: ["export", ck, "--to", "nir", "-o", out / "m.nir"],
+    "export-lava": lambda ck, out: ["export", ck, "--to", "lava", "-o", out / "bundle"],
 }
 
 
@@ -178,6 +179,19 @@ def test_a_malformed_checkpoint_gets_one_line(capsys, tmp_path, tiny_checkpoint,
     assert needle in err, err
     written = [p for p in out.rglob("*") if p.is_file()]
     assert not written, written  # nothing written (an output folder may be made first)
+
+
+@pytest.mark.parametrize("case", ["random bytes", "ch -1", "garbage weights", "wrong shape",
+                                  "model not a dict", "timesteps 0"])
+def test_simulate_refuses_a_damaged_reference_checkpoint_before_lava(capsys, tmp_path,
+                                                                    tiny_checkpoint,
+                                                                    tiny_bundle, case):
+    make, needle = CASES[case]
+    out = tmp_path / "out"
+    err = _one_line_error(capsys, ["simulate", tiny_bundle, "--checkpoint",
+                                   make(tmp_path, tiny_checkpoint), "--out", out])
+    assert needle in err, err
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
 
 
 # -- bundles whose checksums were recomputed after the damage ------------------------
