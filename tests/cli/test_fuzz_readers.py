@@ -17,32 +17,29 @@ from sddpm.cli.main import main
 from sddpm.export.cli import main as export_main
 
 
-def _payload(tiny_checkpoint):
-    return load_checkpoint(tiny_checkpoint)
+def _edited_copy(source, fn, path, checksum: bool = True):
+    """``source`` loaded, edited by ``fn`` as a hand (or a bad disk) would and written to
+    ``path`` by plain ``torch.save``: its recorded checksum stays as it was, or, with
+    ``checksum=False``, it is an old-format file with none."""
+    payload = load_checkpoint(source)
+    payload.pop("integrity")
+    if not checksum:
+        payload.pop("tensors_sha256", None)
+    fn(payload)
+    torch.save(payload, path)
+    return path
 
 
 def _edit(fn):
-    """A case that edits a copy of the tiny checkpoint as a hand (or a bad disk) would:
-    its recorded checksum stays as it was."""
-    def make(tmp_path, tiny_checkpoint):
-        payload = _payload(tiny_checkpoint)
-        payload.pop("integrity")
-        fn(payload)
-        torch.save(payload, tmp_path / "case.pt")
-        return tmp_path / "case.pt"
-    return make
+    """A case: an edited copy of the tiny checkpoint."""
+    return lambda tmp_path, tiny_checkpoint: _edited_copy(tiny_checkpoint, fn,
+                                                          tmp_path / "case.pt")
 
 
 def _unchecked(fn):
     """The same edit in a file of the old format, written before checksums."""
-    def make(tmp_path, tiny_checkpoint):
-        payload = _payload(tiny_checkpoint)
-        payload.pop("integrity")
-        payload.pop("tensors_sha256")
-        fn(payload)
-        torch.save(payload, tmp_path / "case.pt")
-        return tmp_path / "case.pt"
-    return make
+    return lambda tmp_path, tiny_checkpoint: _edited_copy(tiny_checkpoint, fn,
+                                                          tmp_path / "case.pt", checksum=False)
 
 
 def _raw(data: bytes, name="case.pt"):
@@ -268,11 +265,7 @@ def _classifier_case(change):
     def make(tmp_path):
         from sddpm.shipped import CLASSIFIER, shipped_path
 
-        payload = load_checkpoint(shipped_path(CLASSIFIER))
-        payload.pop("integrity")
-        change(payload)
-        torch.save(payload, tmp_path / "classifier.pt")
-        return tmp_path / "classifier.pt"
+        return _edited_copy(shipped_path(CLASSIFIER), change, tmp_path / "classifier.pt")
     return make
 
 
