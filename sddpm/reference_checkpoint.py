@@ -151,8 +151,8 @@ def read_reference_file(path) -> tuple[dict, dict]:
         extra = {"layout": "official torch.save dict (net_model)",
                  "ignored_keys": sorted(str(k) for k in payload
                                         if k not in ("net_model", "step"))}
-        if isinstance(step, int) and not isinstance(step, bool):
-            extra["step"] = step
+        if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+            extra["step"] = step  # anything else is no step count: the checkpoint says 0
         return state, extra
     return payload, {"layout": "torch.save state_dict"}
 
