@@ -274,8 +274,8 @@ def check_against_graph(fixed: FixedPointNetwork, graph: nir.NIRGraph, what) -> 
     problems = []
     if not 2 <= fixed.weight_bits <= 8:
         problems.append(f"weight_bits {fixed.weight_bits} is outside [2, 8]")
-    elif fixed.fires_on != firing_rule(graph):
-        problems.append(f"it fires on {fixed.fires_on!r}, the graph on {firing_rule(graph)!r}")
+    elif fixed.fires_on != (rule := firing_rule(graph)):
+        problems.append(f"it fires on {fixed.fires_on!r}, the graph on {rule!r}")
     elif set(fixed.weights) != set(convs) or set(fixed.scale) != targets or set(fixed.vth) != pops:
         problems.append("its nodes differ from the graph's")
     elif not all(np.isfinite(s) and s > 0 for s in fixed.scale.values()):

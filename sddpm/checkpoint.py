@@ -230,6 +230,15 @@ def verify_checkpoint(payload: dict, path) -> dict:
     return payload
 
 
+def check_against_model(payload: dict, expected: dict, path, what: str = "checkpoint") -> dict:
+    """Every tensor section of ``payload`` against ``expected`` (the model's state_dict),
+    then the checksum: what a caller of ``load_checkpoint(verify=False)`` owes."""
+    for section in TENSOR_SECTIONS:
+        if payload.get(section) is not None:
+            check_tensors(payload[section], expected, f"{what} {path} ({section})")
+    return verify_checkpoint(payload, path)
+
+
 def check_tensors(state: dict, expected: dict, what: str) -> None:
     """``state`` has exactly the names of ``expected`` (name -> tensor or shape), each with
     that shape and a floating or integer dtype like it; else one line naming the first

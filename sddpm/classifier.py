@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sddpm.checkpoint import check_tensors, load_checkpoint, save_checkpoint, verify_checkpoint
+from sddpm.checkpoint import check_against_model, load_checkpoint, save_checkpoint
 from sddpm.data import load_dataset, load_labels
 from sddpm.errors import SddpmError
 
@@ -98,7 +98,6 @@ def load_classifier(path) -> tuple[FashionClassifier, dict]:
     if payload.get("arch") != FORMAT_ARCH:
         raise SddpmError(f"{path} is not a Fashion-MNIST classifier written by sddpm")
     model = FashionClassifier()
-    check_tensors(payload["model"], model.state_dict(), f"classifier {path}")
-    verify_checkpoint(payload, path)
+    check_against_model(payload, model.state_dict(), path, "classifier")
     model.load_state_dict(payload["model"])
     return model.eval(), payload.get("info", {})

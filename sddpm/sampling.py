@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sddpm.checkpoint import check_tensors, load_checkpoint, verify_checkpoint
+from sddpm.checkpoint import check_against_model, load_checkpoint
 from sddpm.diffusion import GaussianDiffusion, sample
 from sddpm.errors import SddpmError
 from sddpm.files import atomic_path
@@ -25,11 +25,7 @@ def model_from_checkpoint(path, *, use_ema: bool = True, neuron: str | None = No
     payload = load_checkpoint(path, verify=False)
     config = ModelConfig.from_dict(payload["model_config"])
     model = build_model(config, payload["arch"], payload.get("neuron", "snntorch"))
-    expected = model.state_dict()
-    for section in ("model", "ema"):
-        if payload.get(section) is not None:
-            check_tensors(payload[section], expected, f"checkpoint {path} ({section})")
-    verify_checkpoint(payload, path)
+    check_against_model(payload, model.state_dict(), path)
     weights = payload["ema"] if use_ema and payload.get("ema") is not None else payload["model"]
     model.load_state_dict(weights)
     if neuron is not None and payload["arch"] == "snn":

@@ -24,12 +24,11 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from sddpm.checkpoint import (
-    check_tensors,
+    check_against_model,
     load_checkpoint,
     restore_rng_state,
     rng_state,
     save_checkpoint,
-    verify_checkpoint,
 )
 from sddpm.data import load_dataset
 from sddpm.diffusion import GaussianDiffusion
@@ -228,11 +227,7 @@ class Trainer:
         return ck
 
     def _load_state(self, ck: dict) -> None:
-        what = f"checkpoint {self.out / 'last.pt'}"
-        for section in ("model", "ema"):
-            if ck.get(section) is not None:
-                check_tensors(ck[section], self.model.state_dict(), f"{what} ({section})")
-        verify_checkpoint(ck, self.out / "last.pt")
+        check_against_model(ck, self.model.state_dict(), self.out / "last.pt")
         try:
             self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])

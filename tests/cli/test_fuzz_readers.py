@@ -15,6 +15,7 @@ import torch
 from sddpm.checkpoint import load_checkpoint
 from sddpm.cli.main import main
 from sddpm.export.cli import main as export_main
+from tests.cli.test_main import _one_line_error
 
 
 def _edited_copy(source, fn, path, checksum: bool = True):
@@ -147,20 +148,6 @@ COMMANDS = {
     "export": lambda ck, out: ["export", ck, "--to", "nir", "-o", out / "m.nir"],
     "export-lava": lambda ck, out: ["export", ck, "--to", "lava", "-o", out / "bundle"],
 }
-
-
-def _one_line_error(capsys, argv):
-    run = export_main if argv[0] == "export" else main
-    args = [str(a) for a in (argv[1:] if argv[0] == "export" else argv)]
-    try:
-        code = run(args)
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err.strip()
-    assert code == 2, (code, err)
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err and "error:" in err, err
-    return err
 
 
 @pytest.mark.parametrize("command", COMMANDS)

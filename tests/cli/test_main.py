@@ -7,14 +7,19 @@ from tests.conftest import run_cli
 
 
 def _one_line_error(capsys, argv):
+    """Run ``sddpm ARGV`` (``sddpm-export`` for ``["export", ...]``) in-process: exit 2
+    and one ``error:`` line, no traceback; returns that line."""
+    from sddpm.export.cli import main as export_main
+
+    run, args = (export_main, argv[1:]) if argv[0] == "export" else (main, argv)
     try:
-        code = main(argv)
+        code = run([str(a) for a in args])
     except SystemExit as e:  # argparse
         code = e.code
     err = capsys.readouterr().err.strip()
-    assert code != 0
+    assert code == 2, (code, err)
     assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err and "error:" in err
+    assert "Traceback" not in err and "error:" in err, err
     return err
 
 
