@@ -267,9 +267,14 @@ def _block(b: _Builder, block: nn.Module, path: str, parts: list[_Stream], hw: d
                      "knows PreSpikeResBlock, SpikingDownsample and SpikingUpsample blocks")
 
 
+def is_host_module(name: str) -> bool:
+    """Host side: encoding conv + BN, time embedding, projections, decoder."""
+    return f"{name}.".startswith(HOST_PREFIXES) or ".temb_proj." in f"{name}."
+
+
 def is_host_parameter(name: str, tensor: torch.Tensor) -> bool:
-    """Host side: encoding conv + BN, time embedding, projections, decoder (no 0-d counters)."""
-    return (name.startswith(HOST_PREFIXES) or ".temb_proj." in name) and tensor.dim() > 0
+    """A host module's tensor (no 0-d counters)."""
+    return is_host_module(name.rsplit(".", 1)[0]) and tensor.dim() > 0
 
 
 def host_parameters(model: SpikingUNet, dtype) -> dict:

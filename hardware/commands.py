@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from sddpm.command_line import positive_float, positive_int
 from sddpm.errors import SddpmError
@@ -25,6 +26,11 @@ def add_energy(sub) -> None:
     p.add_argument("--out", default=None, help="folder for profile, tables and plots")
     p.add_argument("--reproduce-table3", action="store_true",
                    help="the paper's Table 3 beside ours")
+    p.add_argument("--compare", action="store_true",
+                   help="every convention side by side (paper, strict, neurobench, memory, "
+                        "deployed), per layer, with the SNN/ANN ratio")
+    p.add_argument("--ann", default=None,
+                   help="the ANN twin for --compare (default: *-ann.pt beside the checkpoint)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -47,6 +53,10 @@ def run_energy(args) -> None:
 
     if args.reproduce_table3:
         _check_table3_options(args)
+    if args.compare and not args.reproduce_table3:
+        return _run_compare(args)
+    if args.ann:
+        raise SddpmError("--ann is the ANN twin of --compare; add --compare")
     hardware = load_hardware_costs(args.hardware)
     check_convention(args.convention)  # before profiling, which is the long part
     out = writable_folder(args.out, "--out") if args.out else None
@@ -63,6 +73,13 @@ def run_energy(args) -> None:
     if args.reproduce_table3:
         from sddpm.hardware.table3 import reproduce_table3
 
+        if args.compare:
+            from sddpm.hardware.table3 import format_table3_compare, reproduce_table3_compare
+
+            result = reproduce_table3_compare(
+                profile, progress=None if args.json else lambda m: print(m, file=sys.stderr))
+            print(json.dumps(result, indent=2) if args.json else format_table3_compare(result))
+            return
         result = reproduce_table3(profile, hardware)
         print(json.dumps(result, indent=2) if args.json else format_table3(result))
         return
@@ -72,5 +89,33 @@ def run_energy(args) -> None:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(format_report(report))
+        for path in written:
+            print(f"wrote {path}")
+
+
+def _run_compare(args) -> None:
+    from sddpm.hardware.compare import compare_checkpoint, format_compare
+    from sddpm.outputs import writable_folder
+
+    if args.profile or args.convention != "paper" or args.hardware != "45nm-fp32":
+        raise SddpmError("--compare profiles the checkpoint and prices it under every "
+                         "convention on each one's own hardware; drop --profile, "
+                         "--convention and --hardware")
+    if args.checkpoint is None:
+        raise SddpmError("give the SNN checkpoint to compare, e.g. "
+                         "checkpoints/fmnist-small-snn.pt")
+    out = writable_folder(args.out, "--out") if args.out else None
+    result = compare_checkpoint(args.checkpoint, ann=args.ann, sampler=args.sampler,
+                                steps=args.steps, n=args.n, seed=args.seed,
+                                threshold=args.threshold, progress=not args.json)
+    written = []
+    if out:
+        from sddpm.hardware.reports import write_compare
+
+        written = write_compare(out, result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_compare(result))
         for path in written:
             print(f"wrote {path}")

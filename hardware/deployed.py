@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import nir
 import numpy as np
 
+from sddpm.errors import SddpmError
 from sddpm.export.graph import neighbours
 from sddpm.export.latency import balance
 from sddpm.export.nir_file import Upsample2d
@@ -26,14 +27,14 @@ from sddpm.hardware.profiler import real_fanout
 from sddpm.hardware.spike_profile import Population, SpikeProfile, SynapticLayer
 
 
-def _source_spikes(graph, preds, node, spikes) -> np.ndarray:
-    """``[B, T, C, H, W]`` spikes entering a conv (upsampled when its source is)."""
+def _source_counts(graph, preds, node, counts) -> np.ndarray:
+    """``[T, C, H, W]`` spike counts entering a conv (upsampled when its source is)."""
     source = graph.nodes[node]
     if isinstance(source, Upsample2d):
         (pop,) = preds[node]
         s0, s1 = (int(f) for f in source.scale_factor)
-        return np.asarray(spikes[pop]).repeat(s0, axis=-2).repeat(s1, axis=-1)
-    return np.asarray(spikes[node])
+        return counts[pop].repeat(s0, axis=-2).repeat(s1, axis=-1)
+    return counts[node]
 
 
 def deployed_profile(graph: nir.NIRGraph, spikes: dict, diffusion_t: int,
@@ -50,37 +51,124 @@ def deployed_profile(graph: nir.NIRGraph, spikes: dict, diffusion_t: int,
         The step's diffusion t.
     """
     spikes = {k: np.asarray(v, dtype=np.float64) for k, v in spikes.items()}
+    for name, x in spikes.items():
+        if not np.all((x == 0) | (x == 1)):
+            raise SddpmError(f"population {name} holds values other than 0 and 1; the "
+                             "deployed network's populations send spikes")
+    batch = next(iter(spikes.values())).shape[0]
+    return profile_from_counts(graph, {k: v.sum(axis=0) for k, v in spikes.items()}, batch,
+                               diffusion_t, meta)
+
+
+def profile_from_counts(graph: nir.NIRGraph, counts: dict, batch: int, diffusion_t: int,
+                        meta: dict | None = None) -> SpikeProfile:
+    """:func:`deployed_profile` from spike counts ``[T, C, H, W]`` summed over ``batch`` images.
+
+    Counts are all a chip's synaptic events need: every spike a position sends in any
+    timestep meets the same weights, so events are per-position sums times the fan-out.
+    """
     preds, _ = neighbours(graph)
-    instances = balance(graph).conv_instances()
-    T = next(iter(spikes.values())).shape[1]
+    T = next(iter(counts.values())).shape[0]
     layers, rates, events = [], [], []
-    for conv, wait in instances:
+    for conv, wait in balance(graph).conv_instances():
         node = graph.nodes[conv]
         (source,) = preds[conv]
-        x = _source_spikes(graph, preds, source, spikes)  # [B, T, C, H, W]
+        x = _source_counts(graph, preds, source, counts)  # [T, C, H, W]
         c_out, c_in, kh, kw = node.weight.shape
         h, w = x.shape[-2:]
         stride, padding = [int(s) for s in node.stride], [int(p) for p in node.padding]
         out_h, out_w = conv_output_hw((h, w), (kh, kw), stride, padding)
         layers.append(SynapticLayer(
             name=f"{conv}+{wait}", kind="conv2d", weight_shape=tuple(node.weight.shape),
-            input_shape=tuple(x.shape[2:]), output_shape=(c_out, out_h, out_w),
+            input_shape=tuple(x.shape[1:]), output_shape=(c_out, out_h, out_w),
             dense_macs=out_h * out_w * c_out * c_in * kh * kw, per_timestep=True,
-            binary_input=bool(np.all((x == 0) | (x == 1)))))
-        rates.append((x != 0).mean(axis=(0, 2, 3, 4)))
+            binary_input=True))
+        rates.append(x.sum(axis=(1, 2, 3)) / (batch * x[0].size))
         geometry = SimpleNamespace(padding_mode="zeros", padding=padding, stride=stride,
                                    kernel_size=(kh, kw), dilation=(1, 1))
         fanout = real_fanout(geometry, (h, w)).numpy()
-        per_position = (x != 0).sum(axis=(1, 2)).mean(axis=0)  # per image, all T
+        per_position = x.sum(axis=(0, 1)) / batch  # per image, all T and channels
         events.append(float((per_position * fanout).sum()) * c_out)
     populations = [Population(n, int(np.prod(graph.nodes[n].v_threshold.shape)))
                    for n in graph.nodes if isinstance(graph.nodes[n], nir.IF)]
-    pop_rates = [spikes[p.name].mean(axis=(0, 2, 3, 4)) for p in populations]
+    pop_rates = [counts[p.name].sum(axis=(1, 2, 3)) / (batch * p.neurons) for p in populations]
     return SpikeProfile(
         layers=layers, populations=populations, timesteps=T,
         diffusion_t=np.array([diffusion_t]), input_rate=np.array([rates]),
         exact_events=np.array([events]), population_rate=np.array([pop_rates]),
         meta={"arch": "snn", "part": "chip", **(meta or {})})
+
+
+def join_steps(steps: list[SpikeProfile], meta: dict | None = None) -> SpikeProfile:
+    """One profile of several denoising steps of the same network, in order."""
+    first = steps[0]
+    return SpikeProfile(
+        layers=first.layers, populations=first.populations, timesteps=first.timesteps,
+        diffusion_t=np.concatenate([p.diffusion_t for p in steps]),
+        input_rate=np.concatenate([p.input_rate for p in steps]),
+        exact_events=np.concatenate([p.exact_events for p in steps]),
+        population_rate=np.concatenate([p.population_rate for p in steps]),
+        meta={**first.meta, **(meta or {})})
+
+
+class ChipSpikeRecorder:
+    """Context manager: the deployed network's profile from the torch model's own spikes.
+
+    The export maps every IF population of the model onto one graph population per
+    channel slice (``populations`` in the graph's metadata), and the chip's spikes equal
+    the model's (the export's spike-exact tests), so the chip network's activity in a
+    torch sampling run needs no second run: each forward pass's population spikes are
+    summed over the batch and priced on the exported graph.
+    """
+
+    def __init__(self, model, graph: nir.NIRGraph):
+        from sddpm.export.nir_file import graph_info
+
+        self.model, self.graph = model, graph
+        self.slices: dict[str, list[tuple[str, int, int]]] = {}
+        for pop in graph_info(graph)["populations"]:
+            c0, c1 = pop["channels"]
+            self.slices.setdefault(pop["torch"], []).append((pop["node"], c0, c1))
+        self.T = graph_info(graph)["timesteps"]
+        self.steps: list[SpikeProfile] = []
+        self._counts: dict = {}
+        self._batch, self._t = 0, 0
+        self._handles = []
+
+    def __enter__(self):
+        modules = dict(self.model.named_modules())
+        missing = sorted(set(self.slices) - set(modules))
+        if missing:
+            raise SddpmError(f"the graph's populations {', '.join(missing)} are not in the "
+                             "model; export the checkpoint being profiled")
+        self._handles = [self.model.register_forward_pre_hook(self._start),
+                         self.model.register_forward_hook(self._end)]
+        for path, parts in self.slices.items():
+            self._handles.append(modules[path].register_forward_hook(self._hook(parts)))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+
+    def _start(self, module, inputs):
+        self._batch, self._t = inputs[0].shape[0], int(inputs[1].flatten()[0])
+        self._counts = {}
+
+    def _hook(self, parts):
+        def hook(module, inputs, spikes):
+            s = spikes.detach().reshape(self.T, self._batch, *spikes.shape[1:]).sum(dim=1)
+            for node, c0, c1 in parts:
+                self._counts[node] = s[:, c0:c1].double().cpu().numpy()
+        return hook
+
+    def _end(self, module, inputs, out):
+        self.steps.append(profile_from_counts(self.graph, self._counts, self._batch, self._t))
+
+    def profile(self, meta: dict | None = None) -> SpikeProfile:
+        if not self.steps:
+            raise SddpmError("no chip activity recorded: the model was never called")
+        return join_steps(self.steps, meta)
 
 
 class DeployedEnergy:

@@ -56,8 +56,22 @@ class LayerEnergy:
         return self.exact_events / self.sops - 1 if self.sops else 0.0
 
 
+class PerStepEnergy:
+    """Totals of a run from ``per_step_mj`` ``[S]``, the energy of each profiled forward."""
+
+    per_step_mj: np.ndarray
+
+    @property
+    def per_forward_mj(self) -> float:
+        return float(np.mean(self.per_step_mj))
+
+    @property
+    def per_image_mj(self) -> float:
+        return float(np.sum(self.per_step_mj))
+
+
 @dataclass
-class EnergyReport:
+class EnergyReport(PerStepEnergy):
     hardware: str
     convention: str
     arch: str
@@ -69,14 +83,6 @@ class EnergyReport:
     neuron_mj: float
     layers: list[LayerEnergy]
     meta: dict
-
-    @property
-    def per_forward_mj(self) -> float:
-        return float(self.per_step_mj.mean())
-
-    @property
-    def per_image_mj(self) -> float:
-        return float(self.per_step_mj.sum())
 
     def to_dict(self) -> dict:
         return {

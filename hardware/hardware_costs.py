@@ -5,7 +5,10 @@ what a chip or a process charges per operation is its cost table, here.) Each fi
 gives the energy of one multiply-accumulate (``mac_pj``), one accumulate or synaptic
 event (``ac_pj``) and, where published, one neuron update per timestep
 (``neuron_update_pj`` with ``active``/``inactive``), all in picojoules, with the
-``source`` it comes from. Adding hardware is adding a file.
+``source`` it comes from. A file may add ``memory``, the SRAM figures the ``memory``
+convention prices accesses with: ``pj_per_bit`` and ``pj_per_access`` (one access to a
+memory of ``n`` words of ``word_bits`` bits costs ``pj_per_bit * n * word_bits +
+pj_per_access``). Adding hardware is adding a file.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class HardwareCosts:
     neuron_update_pj: dict | None
     source: str
     notes: str = ""
+    memory: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,7 +47,7 @@ class HardwareCosts:
         missing = [f for f in fields if f not in data]
         if missing:
             raise SddpmError(f"hardware cost file lacks {', '.join(missing)}")
-        costs = cls(**{k: data[k] for k in (*fields, "notes") if k in data})
+        costs = cls(**{k: data[k] for k in (*fields, "notes", "memory") if k in data})
         costs.validate()
         return costs
 
@@ -55,6 +59,13 @@ class HardwareCosts:
         if self.mac_pj < self.ac_pj:
             raise SddpmError(f"hardware costs {self.name}: mac_pj {self.mac_pj} is below "
                              f"ac_pj {self.ac_pj}; a MAC includes an accumulate")
+        if self.memory is not None:
+            keys = {"pj_per_bit", "pj_per_access", "word_bits"}
+            if not isinstance(self.memory, dict) or set(self.memory) != keys:
+                raise SddpmError(f"hardware costs {self.name}: memory must be null or "
+                                 f"{{{', '.join(sorted(keys))}}}, got {self.memory!r}")
+            for key, value in self.memory.items():
+                _check_energy(self.name, f"memory.{key}", value)
         update = self.neuron_update_pj
         if update is None:
             return

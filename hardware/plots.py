@@ -69,3 +69,34 @@ def plot_layer_energy(report: EnergyReport, path) -> Path:
     ax.set_title(f"Energy per layer: {report.hardware}, '{report.convention}' convention "
                  "(red MAC, blue AC)")
     return _save(fig, path)
+
+
+def plot_conventions(result: dict, path) -> Path:
+    """One panel per convention: SNN (and ANN) energy per image, stacked by what it is
+    spent on (MAC/AC arithmetic, memory, neuron updates, chip, host)."""
+    names = list(result["snn"])
+    networks = [n for n in ("snn", "ann") if n in result]
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2.3 * len(names), 3.8))
+    axes = fig.subplots(1, len(names))
+    steps = result["denoising_steps"]
+    for ax, name in zip(axes, names):
+        parts = sorted({c for n in networks for c in result[n][name]["components_per_forward_mJ"]})
+        bottom = np.zeros(len(networks))
+        for part in parts:
+            values = np.array([result[n][name]["components_per_forward_mJ"].get(part, 0.0)
+                               * steps for n in networks])
+            if not values.any():
+                continue
+            ax.bar([n.upper() for n in networks], values, bottom=bottom, label=part)
+            bottom += values
+        title = name
+        if "snn_over_ann" in result:
+            title += f"\nSNN/ANN {result['snn_over_ann'][name]:.3g}"
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel(f"mJ per image ({steps} denoising steps)")
+    fig.suptitle(f"Energy per image under each convention: {result['checkpoint']}", fontsize=9,
+                 y=1.04)
+    return _save(fig, path)

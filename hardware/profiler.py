@@ -8,6 +8,8 @@ model samples. Each call of the model is one diffusion step.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -139,6 +141,8 @@ class ActivityProfiler:
 
     def _layer_hook(self, probe: _LayerProbe):
         def hook(module, inputs, out):
+            if module is not probe.module:
+                return  # a deep copy carries our hook (NeuroBench counts on binary copies)
             if probe.step_nonzero is not None:
                 raise SddpmError(f"layer {probe.name} ran twice in one forward pass; the "
                                  "profiler counts each synaptic layer once per step (give "
@@ -174,7 +178,8 @@ class ActivityProfiler:
                                 "weight_shape": tuple(module.weight.shape),
                                 "input_shape": tuple(x.shape[1:]),
                                 "output_shape": tuple(out.shape[1:]),
-                                "dense_macs": int(out[0].numel()) * fan_in}
+                                "dense_macs": int(out[0].numel()) * fan_in,
+                                "bias": module.bias is not None}
         return hook
 
     def _population_hook(self, index: int):
@@ -238,16 +243,20 @@ class ActivityProfiler:
 
 def profile_sampling(model: nn.Module, diffusion, config, *, n: int, sampler: str,
                      steps: int | None, seed: int = 0, device="cpu", progress: bool = True,
-                     meta: dict | None = None) -> tuple[SpikeProfile, torch.Tensor]:
+                     meta: dict | None = None,
+                     probes: Sequence = ()) -> tuple[SpikeProfile, torch.Tensor]:
     """Profile a real sampling run of ``n`` images (one batch); returns profile and images.
 
     Every denoising step is one entry of the profile, so summing a per-step quantity
-    over the profile gives its cost per generated image.
+    over the profile gives its cost per generated image. ``probes``: more context
+    managers hooked on the model for the same run (NeuroBench's count, the chip's).
     """
     from sddpm.sampling import sample_images
 
     timesteps = model_timesteps(model) or 1
-    with ActivityProfiler(model, timesteps) as profiler:
+    with ActivityProfiler(model, timesteps) as profiler, ExitStack() as stack:
+        for probe in probes:
+            stack.enter_context(probe)
         images = sample_images(model, diffusion, config, n=n, sampler=sampler, steps=steps,
                                seed=seed, device=device, batch=n, progress=progress)
     info = {"sampler": sampler, "sampler_steps": len(profiler.steps), "images": n,
@@ -257,8 +266,13 @@ def profile_sampling(model: nn.Module, diffusion, config, *, n: int, sampler: st
 
 def profile_checkpoint(path, *, sampler: str = "ddim", steps: int | None = 50, n: int = 8,
                        seed: int = 0, threshold: float | None = None, progress: bool = True,
-                       require_snn: bool = False) -> SpikeProfile:
-    """Sample ``n`` images from a checkpoint with every layer's activity recorded."""
+                       require_snn: bool = False,
+                       probes: Callable | None = None) -> SpikeProfile:
+    """Sample ``n`` images from a checkpoint with every layer's activity recorded.
+
+    ``probes(model, payload)``, when given, returns more context managers to hook on the
+    loaded model for the same run (see :func:`profile_sampling`).
+    """
     from sddpm.diffusion import GaussianDiffusion, check_sampler
     from sddpm.presets import ModelConfig
     from sddpm.sampling import model_from_checkpoint
@@ -275,7 +289,8 @@ def profile_checkpoint(path, *, sampler: str = "ddim", steps: int | None = 50, n
             "source": "torch"}
     profile, _ = profile_sampling(model, diffusion, config, n=n, sampler=sampler,
                                   steps=steps if sampler == "ddim" else None, seed=seed,
-                                  progress=progress, meta=meta)
+                                  progress=progress, meta=meta,
+                                  probes=probes(model, payload) if probes else ())
     return profile
 
 

@@ -93,3 +93,26 @@ def format_table3(result: dict) -> str:
                  f"{src.get('checkpoint', '?')} ({src.get('preset', '?')}, "
                  f"T={src['timesteps']}, mean spike rate {src['mean_spike_rate']:.3f}).")
     return "\n".join(lines)
+
+
+def write_compare_csv(result: dict, path) -> Path:
+    """One row per (network, convention, row): mJ per forward pass."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["network", "convention", "hardware", "row", "energy_mJ_per_forward"])
+        for network in ("snn", "ann"):
+            for name, priced in result.get(network, {}).items():
+                for row, mj in priced["rows_per_forward_mJ"].items():
+                    w.writerow([network, name, priced["hardware"], row, f"{mj:.6g}"])
+    return Path(path)
+
+
+def write_compare(out, result: dict) -> list[Path]:
+    """``compare.json``, ``compare_rows.csv`` and the stacked bars, into folder ``out``."""
+    from sddpm.hardware import plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return [write_json(out / "compare.json", result),
+            write_compare_csv(result, out / "compare_rows.csv"),
+            plots.plot_conventions(result, out / "energy_by_convention.png")]

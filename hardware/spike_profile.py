@@ -31,7 +31,8 @@ class SynapticLayer:
     usual MAC convention). ``per_timestep``: it runs once per spiking timestep (T
     applications); otherwise once per forward (the time-embedding MLP, the first conv
     whose input, the image, repeats over T, and the decoder's Conv3d, whose MACs
-    already span T). ``binary_input``: every input it saw was 0 or 1 (spikes).
+    already span T). ``binary_input``: every input it saw was 0 or 1 (spikes). ``bias``:
+    it adds one.
     """
 
     name: str
@@ -42,6 +43,7 @@ class SynapticLayer:
     dense_macs: int
     per_timestep: bool
     binary_input: bool
+    bias: bool = True  # profiles written before it was recorded: every layer had one
 
     @classmethod
     def from_dict(cls, d: dict) -> SynapticLayer:

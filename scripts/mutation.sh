@@ -9,10 +9,10 @@
 # (FILE.bak, the original) is put back whatever happened.
 set -uo pipefail
 VENV=${VENV:-.venv}
-TESTS="tests/export/test_latency.py tests/hardware/test_deployed.py tests/hardware/test_energy.py"
+TESTS="tests/export/test_latency.py tests/hardware/test_deployed.py tests/hardware/test_energy.py tests/hardware/test_conventions.py"
 out=runs/mutation
 mkdir -p "$out"
-for f in export/latency.py hardware/deployed.py hardware/energy.py; do
+for f in export/latency.py hardware/deployed.py hardware/energy.py hardware/memory_energy.py hardware/conventions.py; do
     rm -f .mutmut-cache
     finished=no
     for attempt in 1 2 3 4 5; do

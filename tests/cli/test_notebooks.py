@@ -18,5 +18,6 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     assert not errors
     images = [o for cell in notebook.cells if cell.cell_type == "code"
               for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) >= 4  # three saved plots and the per-step curve
+    assert len(images) >= 5  # three saved plots, the per-step curve, the conventions
+    assert (tmp_path / "compare.json").is_file()
     assert (tmp_path / "profile.h5").is_file() and (tmp_path / "energy.json").is_file()

@@ -104,3 +104,34 @@ def test_simulate_prices_on_45nm_fp32_under_the_papers_convention_by_default(gra
     # what simulate.json records as "energy_hardware"
     assert default.description == "45nm-fp32, 'paper' convention, chip network only"
     assert DeployedEnergy("loihi1", "strict")(graph, spikes, 7) > default(graph, spikes, 7)
+
+
+def test_the_deployed_convention_prices_exact_events_neurons_and_host(graph, spikes):
+    from sddpm.hardware.conventions import price_deployed
+    from sddpm.hardware.spike_profile import SpikeProfile, SynapticLayer
+
+    # the torch side of the same forward pass: one host layer (the encoding conv, run
+    # once: 288 dense MACs) and one chip layer, which the host does not price
+    host = SynapticLayer("encoder.conv1", "conv2d", (2, 1, 3, 3), (1, 4, 4), (2, 4, 4), 288,
+                         per_timestep=False, binary_input=False)
+    chip_side = SynapticLayer("down.0.conv1", "conv2d", (3, 2, 3, 3), (2, 4, 4), (3, 4, 4),
+                              864, per_timestep=True, binary_input=True)
+    torch_side = SpikeProfile(layers=[host, chip_side], populations=[], timesteps=3,
+                              diffusion_t=np.array([7]), input_rate=np.full((1, 2, 3), 0.5),
+                              exact_events=np.zeros((1, 2)),
+                              population_rate=np.zeros((1, 0, 3)))
+    priced = price_deployed(torch_side, deployed_profile(graph, spikes, 7),
+                            load_hardware_costs("loihi1"), load_hardware_costs("45nm-fp32"),
+                            lambda name: name.startswith("encoder.conv1"))
+    # exact events, not fr*T*MACs: c3 57 + c1 16 = 73 at 23.6 pJ; neuron updates: 80
+    # neurons x 3 timesteps, 5 firing (81 pJ), 235 not (52 pJ); host 288 MACs at 4.6 pJ
+    assert priced.components["chip synaptic events"] == pytest.approx(73 * 23.6e-9, rel=1e-12)
+    assert priced.components["chip neuron updates"] == pytest.approx(
+        (5 * 81 + 235 * 52) * 1e-9, rel=1e-12)
+    assert priced.components["host MACs"] == pytest.approx(288 * 4.6e-9, rel=1e-12)
+    assert priced.per_forward_mj == pytest.approx(
+        (73 * 23.6 + 5 * 81 + 235 * 52 + 288 * 4.6) * 1e-9, rel=1e-12)
+    # an ANN is all host: both layers dense MACs, 288 + 3 x 864
+    ann = price_deployed(torch_side, None, load_hardware_costs("loihi1"),
+                         load_hardware_costs("45nm-fp32"), lambda name: False)
+    assert ann.per_forward_mj == pytest.approx((288 + 3 * 864) * 4.6e-9, rel=1e-12)

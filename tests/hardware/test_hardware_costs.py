@@ -52,3 +52,21 @@ def test_profile_file_by_path_and_its_errors(tmp_path):
         load_hardware_costs(str(path))
     with pytest.raises(SddpmError, match="does not exist"):
         load_hardware_costs(str(tmp_path / "absent.json"))
+
+
+def test_sram_figures_of_the_memory_convention(tmp_path):
+    costs = load_hardware_costs("45nm-int32-sram")
+    # Lemaire et al.'s fit: 8 KiB, 32 KiB and 1 MiB of 32-bit words cost about 13.9,
+    # 16.1 and 104.6 pJ per access
+    from sddpm.hardware.memory_energy import access_pj
+
+    for kib, pj in ((8, 13.9), (32, 16.1), (1024, 104.6)):
+        assert access_pj(kib * 1024 * 8 / 32, costs) == pytest.approx(pj, abs=0.05)
+    base = costs.to_dict()
+    for memory, problem in (({"pj_per_bit": 1e-5}, "memory must be null"),
+                            ({"pj_per_bit": -1, "pj_per_access": 13.2, "word_bits": 32},
+                             "memory.pj_per_bit must be a positive")):
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps({**base, "memory": memory}))
+        with pytest.raises(SddpmError, match=problem):
+            load_hardware_costs(str(path))
