@@ -82,7 +82,7 @@ def profile_from_counts(graph: nir.NIRGraph, counts: dict, batch: int, diffusion
             name=f"{conv}+{wait}", kind="conv2d", weight_shape=tuple(node.weight.shape),
             input_shape=tuple(x.shape[1:]), output_shape=(c_out, out_h, out_w),
             dense_macs=out_h * out_w * c_out * c_in * kh * kw, per_timestep=True,
-            binary_input=True))
+            binary_input=True, stride=tuple(stride)))
         rates.append(x.sum(axis=(1, 2, 3)) / (batch * x[0].size))
         geometry = SimpleNamespace(padding_mode="zeros", padding=padding, stride=stride,
                                    kernel_size=(kh, kw), dilation=(1, 1))

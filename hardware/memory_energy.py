@@ -55,9 +55,9 @@ class MemoryLayerCounts:
 
     name: str
     kind: str  # "formal", "spiking" or "population"
-    macs: float = 0.0
-    adds: float = 0.0
-    accesses: dict | None = None  # component -> [(count, memory words), ...]
+    macs: float
+    adds: float
+    accesses: dict  # component -> [(count, memory words), ...]
 
 
 def _shapes(layer: SynapticLayer) -> tuple[int, int, int, int, int]:
@@ -68,9 +68,11 @@ def _shapes(layer: SynapticLayer) -> tuple[int, int, int, int, int]:
 
 
 def _strides(layer: SynapticLayer) -> list[int]:
-    """Per spatial dimension; the profile keeps shapes, and ``in // out`` is the stride of
-    every 'same'-padded or unpadded kernel (our convs)."""
-    return [max(1, i // o) for i, o in zip(layer.input_shape[1:], layer.output_shape[1:])]
+    """Per spatial dimension, as recorded; a profile written before strides were kept
+    has shapes only, and ``ceil(in / out)`` is the stride of a 'same'-padded kernel."""
+    if layer.stride:
+        return list(layer.stride)
+    return [-(-i // o) for i, o in zip(layer.input_shape[1:], layer.output_shape[1:])]
 
 
 def _formal(layer: SynapticLayer, applications: int) -> MemoryLayerCounts:
@@ -117,7 +119,7 @@ def memory_counts(profile: SpikeProfile, step: int) -> list[MemoryLayerCounts]:
             rows.append(_formal(layer, profile.timesteps if layer.per_timestep else 1))
     for p, pop in enumerate(profile.populations):
         theta_out = float(profile.population_rate[step, p].sum()) * pop.neurons
-        rows.append(MemoryLayerCounts(pop.name, "population", adds=theta_out,
+        rows.append(MemoryLayerCounts(pop.name, "population", macs=0.0, adds=theta_out,
                                       accesses={"input_output": [(theta_out, pop.neurons)]}))
     return rows
 
@@ -131,7 +133,7 @@ def access_pj(words: float, costs: HardwareCosts) -> float:
 def row_energy_pj(row: MemoryLayerCounts, costs: HardwareCosts) -> dict:
     """``{component: pJ}`` of one row."""
     out = {"arithmetic": row.macs * costs.mac_pj + row.adds * costs.ac_pj}
-    for component, accesses in (row.accesses or {}).items():
+    for component, accesses in row.accesses.items():
         out[component] = sum(count * access_pj(words, costs) for count, words in accesses)
     return {c: out.get(c, 0.0) for c in COMPONENTS}
 
@@ -164,13 +166,10 @@ def memory_report(profile: SpikeProfile, costs: HardwareCosts) -> MemoryReport:
         raise SddpmError(f"hardware costs {costs.name} have no SRAM figures; the memory "
                          "convention needs a cost file with a 'memory' entry, such as "
                          "45nm-int32-sram")
-    steps = []
-    rows = None
-    for s in range(len(profile.diffusion_t)):
-        counted = memory_counts(profile, s)
-        rows = rows or counted
-        steps.append([[row_energy_pj(r, costs)[c] / PJ_PER_MJ for c in COMPONENTS]
-                      for r in counted])
+    counted = [memory_counts(profile, s) for s in range(len(profile.diffusion_t))]
+    steps = [[[row_energy_pj(r, costs)[c] / PJ_PER_MJ for c in COMPONENTS] for r in step]
+             for step in counted]
+    rows = counted[0]
     return MemoryReport(hardware=costs.name, rows=[r.name for r in rows],
                         row_kind=[r.kind for r in rows], energy_mj=np.array(steps),
                         diffusion_t=np.asarray(profile.diffusion_t))

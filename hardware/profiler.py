@@ -179,7 +179,8 @@ class ActivityProfiler:
                                 "input_shape": tuple(x.shape[1:]),
                                 "output_shape": tuple(out.shape[1:]),
                                 "dense_macs": int(out[0].numel()) * fan_in,
-                                "bias": module.bias is not None}
+                                "bias": module.bias is not None,
+                                "stride": tuple(getattr(module, "stride", ()))}
         return hook
 
     def _population_hook(self, index: int):

@@ -32,7 +32,7 @@ class SynapticLayer:
     applications); otherwise once per forward (the time-embedding MLP, the first conv
     whose input, the image, repeats over T, and the decoder's Conv3d, whose MACs
     already span T). ``binary_input``: every input it saw was 0 or 1 (spikes). ``bias``:
-    it adds one.
+    it adds one. ``stride``: of a convolution, per spatial axis.
     """
 
     name: str
@@ -44,11 +44,13 @@ class SynapticLayer:
     per_timestep: bool
     binary_input: bool
     bias: bool = True  # profiles written before it was recorded: every layer had one
+    stride: tuple = ()  # per spatial axis; () for a Linear and in older profiles
 
     @classmethod
     def from_dict(cls, d: dict) -> SynapticLayer:
         return cls(**{**d, **{k: tuple(d[k]) for k in
-                              ("weight_shape", "input_shape", "output_shape")}})
+                              ("weight_shape", "input_shape", "output_shape", "stride")
+                              if k in d}})
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@
 # (FILE.bak, the original) is put back whatever happened.
 set -uo pipefail
 VENV=${VENV:-.venv}
+# a mutant of the same length written within the second of the last test run keeps the
+# original's .pyc (same mtime and size) and "survives": no bytecode cache at all
+export PYTHONDONTWRITEBYTECODE=1
+find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 TESTS="tests/export/test_latency.py tests/hardware/test_deployed.py tests/hardware/test_energy.py tests/hardware/test_conventions.py"
 out=runs/mutation
 mkdir -p "$out"

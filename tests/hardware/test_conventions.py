@@ -75,6 +75,19 @@ def test_paper_and_strict_totals(measured):
     #   paper: 192 ACs at 0.9 = 172.8 pJ; strict: analog input, 192 MACs at 4.6 = 883.2
     paper = price_counting(profile, fp32, "paper")
     strict = price_counting(profile, fp32, "strict")
+    assert paper.rows == pytest.approx({"conv_img": 1324.8e-9, "conv_spk": 72.9e-9,
+                                        "shortcut": 172.8e-9}, rel=1e-12)
+    assert strict.components == pytest.approx({"MAC": (1324.8 + 883.2) * 1e-9,
+                                               "AC": 72.9e-9, "neuron updates": 0.0},
+                                              rel=1e-12)
+    assert paper.counts["shortcut"] == {"op": "AC", "operations": 192}
+    assert paper.counts["conv_spk"] == {"op": "AC", "operations": 81}
+    assert paper.counts["conv_img"] == {"op": "MAC", "operations": 288}
+    assert strict.counts["shortcut"] == {"op": "MAC", "operations": 192}
+    # on Loihi 'strict' adds the neuron updates as a row: 32 neurons x 2 timesteps,
+    # 3 firing (81 pJ), 61 not (52 pJ)
+    loihi = price_counting(profile, load_hardware_costs("loihi1"), "strict")
+    assert loihi.rows["neuron updates"] == pytest.approx((3 * 81 + 61 * 52) * 1e-9, rel=1e-12)
     assert paper.per_forward_mj == pytest.approx((1324.8 + 72.9 + 172.8) * 1e-9, rel=1e-12)
     assert strict.per_forward_mj == pytest.approx((1324.8 + 72.9 + 883.2) * 1e-9, rel=1e-12)
 
@@ -96,8 +109,28 @@ def test_neurobench_total_is_its_effective_count(measured):
     # shortcut: 2 x 16 non-zero inputs x 1 tap x C_out 3 = 96 per timestep, x T = 192 MACs
     assert (kind["shortcut"], ops["shortcut"]) == ("MAC", 192)
     # priced: (400 + 192) MACs at 4.6 pJ + 57 ACs at 0.9 pJ
-    assert price_neurobench(count, fp32).per_forward_mj == pytest.approx(
-        (592 * 4.6 + 57 * 0.9) * 1e-9, rel=1e-12)
+    priced = price_neurobench(count, fp32)
+    assert priced.per_forward_mj == pytest.approx((592 * 4.6 + 57 * 0.9) * 1e-9, rel=1e-12)
+    assert priced.rows == pytest.approx({"conv_img": 400 * 4.6e-9, "conv_spk": 57 * 0.9e-9,
+                                         "shortcut": 192 * 4.6e-9}, rel=1e-12)
+    assert priced.components == pytest.approx({"MAC": 592 * 4.6e-9, "AC": 57 * 0.9e-9},
+                                              rel=1e-12)
+    # NeuroBench's dense count: every input and weight taken as non-zero, no padding
+    # taps: conv_img as counted, conv_spk 2 x 100 taps x 3 x T = 1200, shortcut 192
+    assert {r: c["dense"] for r, c in priced.counts.items()} == {
+        "conv_img": 400, "conv_spk": 1200, "shortcut": 192}
+
+
+def test_each_convention_prices_on_its_documented_hardware():
+    from sddpm.hardware.conventions import CONVENTIONS
+
+    assert {n: c.hardware for n, c in CONVENTIONS.items()} == {
+        "paper": "45nm-fp32", "strict": "45nm-fp32", "neurobench": "45nm-fp32",
+        "memory": "45nm-int32-sram", "deployed": "loihi1"}
+    for convention in CONVENTIONS.values():
+        costs = load_hardware_costs(convention.hardware)
+        assert convention.rule and convention.source and convention.ann
+        assert (costs.memory is not None) == (convention.name == "memory")
 
 
 def sram(words):
@@ -137,10 +170,71 @@ def test_memory_total_counted_by_hand(measured):
     assert rows["neuron"] == pytest.approx(neuron * 1e-9, rel=1e-12)
     assert priced.per_forward_mj == pytest.approx(
         (conv_img + conv_spk + shortcut + neuron) * 1e-9, rel=1e-12)
+    # only conv_spk has membrane traffic; only the formal layers pay a MAC per tap
+    assert priced.components["membrane"] == pytest.approx(354 * sram(48) * 1e-9, rel=1e-12)
+    assert priced.components["weights"] == pytest.approx(
+        (288 * sram(18) + 81 * sram(54) + 2 * 96 * sram(6)) * 1e-9, rel=1e-12)
+    assert {r: c["kind"] for r, c in priced.counts.items()} == {
+        "conv_img": "formal", "conv_spk": "spiking", "shortcut": "formal",
+        "neuron": "population"}
+
+
+def test_memory_of_a_linear_layer_and_a_strided_conv_without_bias():
+    """Shapes the hand network lacks, in a profile written by hand."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from sddpm.hardware.spike_profile import SpikeProfile, SynapticLayer
+
+    linear = SynapticLayer("temb", "linear", (3, 4), (4,), (3,), 12, per_timestep=False,
+                           binary_input=False)
+    # 3x3, stride 2, padding 1 on 5x5 -> 3x3 (5 // 3 would wrongly give stride 1)
+    strided = SynapticLayer("down", "conv2d", (2, 1, 3, 3), (1, 5, 5), (2, 3, 3), 2 * 9 * 9,
+                            per_timestep=True, binary_input=True, bias=False, stride=(2, 2))
+    profile = SpikeProfile(layers=[linear, strided], populations=[], timesteps=2,
+                           diffusion_t=np.array([5]),
+                           input_rate=np.array([[[0.9, 0.9], [4 / 25, 1 / 25]]]),
+                           exact_events=np.zeros((1, 2)), population_rate=np.zeros((1, 0, 2)),
+                           meta={"arch": "snn"})
+    rows = price_memory(profile, load_hardware_costs("45nm-int32-sram")).rows
+    # Linear, formal, once: N_in 4, N_out 3, 12 weights: 12 MACs; adds: bias 3 +
+    #   addressing N_in N_out 12; reads: 4 inputs once (4 words), 12 weights (12 words),
+    #   3 biases (3 words); 3 output writes (3 words)
+    assert rows["temb"] == pytest.approx(
+        (12 * 3.2 + 15 * 0.1 + 4 * sram(4) + 12 * sram(12) + 3 * sram(3) + 3 * sram(3)) * 1e-9,
+        rel=1e-12)
+    # strided spiking conv: theta_in = (4 + 1) spikes; reach ceil(3/2)^2 = 4; C_out 2,
+    #   K 9, N_in 25, N_out 18, 18 weights, T 2, no bias
+    #   multiply-adds 2 theta = 10; adds 5 * 4 * 2 = 40 + T N_out 36 + theta K 45 = 121
+    #   weight reads 5 * 2 * 9 = 90 (18 words); membrane 2 (90 + 36) = 252 (18 words);
+    #   input reads 5 (25 words); no bias reads
+    # the same conv from a profile written before strides were kept: ceil(5 / 3) = 2
+    legacy = SpikeProfile(layers=[linear, replace(strided, stride=())],
+                          populations=[], timesteps=2, diffusion_t=profile.diffusion_t,
+                          input_rate=profile.input_rate, exact_events=profile.exact_events,
+                          population_rate=profile.population_rate, meta={"arch": "snn"})
+    assert price_memory(legacy, load_hardware_costs("45nm-int32-sram")).rows["down"] == \
+        pytest.approx(rows["down"], rel=1e-12)
+    # a formal conv without bias: the strided conv read as analog (an ANN's layer), per
+    #   application MACs 1 * 9 * 18 = 162; adds: addressing 25 + 18 + 2 * 9 = 61, no bias;
+    #   reads 162 inputs (25 words), 162 weights (18 words); 18 writes (18 words)
+    ann = SpikeProfile(layers=[replace(strided, binary_input=False, per_timestep=False)],
+                       populations=[], timesteps=1, diffusion_t=profile.diffusion_t,
+                       input_rate=np.ones((1, 1, 1)), exact_events=np.zeros((1, 1)),
+                       population_rate=np.zeros((1, 0, 1)), meta={"arch": "ann"})
+    assert price_memory(ann, load_hardware_costs("45nm-int32-sram")).rows["down"] == \
+        pytest.approx((162 * 3.2 + 61 * 0.1 + 162 * sram(25) + 162 * sram(18)
+                       + 18 * sram(18)) * 1e-9, rel=1e-12)
+    assert rows["down"] == pytest.approx(
+        (10 * 3.2 + 121 * 0.1 + 90 * sram(18) + 252 * sram(18) + 5 * sram(25)) * 1e-9,
+        rel=1e-12)
 
 
 def test_a_cost_file_without_sram_figures_is_refused_for_memory(measured):
     from sddpm.errors import SddpmError
 
-    with pytest.raises(SddpmError, match="no SRAM figures"):
+    with pytest.raises(SddpmError, match=r"^hardware costs 45nm-fp32 have no SRAM figures; the "
+                       r"memory convention needs a cost file with a 'memory' entry, such as "
+                       r"45nm-int32-sram$"):
         price_memory(measured[0], load_hardware_costs("45nm-fp32"))

@@ -131,7 +131,22 @@ def test_the_deployed_convention_prices_exact_events_neurons_and_host(graph, spi
     assert priced.components["host MACs"] == pytest.approx(288 * 4.6e-9, rel=1e-12)
     assert priced.per_forward_mj == pytest.approx(
         (73 * 23.6 + 5 * 81 + 235 * 52 + 288 * 4.6) * 1e-9, rel=1e-12)
+    assert priced.rows == pytest.approx({
+        "encoder.conv1": 288 * 4.6e-9, "chip c3+0": 57 * 23.6e-9, "chip c1+0": 16 * 23.6e-9,
+        "chip neuron updates": (5 * 81 + 235 * 52) * 1e-9}, rel=1e-12)
+    assert priced.counts == {"chip c3+0": {"op": "synaptic event", "operations": 57},
+                             "chip c1+0": {"op": "synaptic event", "operations": 16}}
     # an ANN is all host: both layers dense MACs, 288 + 3 x 864
     ann = price_deployed(torch_side, None, load_hardware_costs("loihi1"),
                          load_hardware_costs("45nm-fp32"), lambda name: False)
     assert ann.per_forward_mj == pytest.approx((288 + 3 * 864) * 4.6e-9, rel=1e-12)
+    assert ann.rows == pytest.approx({"encoder.conv1": 288 * 4.6e-9,
+                                      "down.0.conv1": 3 * 864 * 4.6e-9}, rel=1e-12)
+    assert ann.components == pytest.approx({"host MACs": (288 + 3 * 864) * 4.6e-9}, rel=1e-12)
+    assert ann.counts == {}
+    # a chip cost file without neuron figures prices events only
+    bare = price_deployed(torch_side, deployed_profile(graph, spikes, 7),
+                          load_hardware_costs("truenorth"), load_hardware_costs("45nm-fp32"),
+                          lambda name: name.startswith("encoder.conv1"))
+    assert bare.components["chip neuron updates"] == 0
+    assert bare.per_forward_mj == pytest.approx((73 * 26 + 288 * 4.6) * 1e-9, rel=1e-12)
