@@ -50,6 +50,14 @@ class _OneLayer:
         self.connection_hooks = [hook]
 
 
+def _count_layer(metric_type, hook, preds, data) -> tuple[float, float, str]:
+    """One connection layer's ``(effective ops, dense ops, kind)`` by its own metric."""
+    result = metric_type()(_OneLayer(hook), preds, data)
+    mac = result["Effective_MACs"]
+    # NeuroBench calls an input of only zeros spiking too: no MACs means AC
+    return result["Effective_ACs"] + mac, result["Dense"], "MAC" if mac else "AC"
+
+
 @dataclass
 class NeuroBenchCount:
     """Per profiled forward pass and layer, per sample (image): NeuroBench's operations.
@@ -84,7 +92,6 @@ class NeuroBenchCounter:
         self.wrapper.register_hooks()
         self.names = [names[id(h.layer)] for h in self.wrapper.connection_hooks]
         self.steps: list[tuple[list, list, list]] = []
-        self._batch = 0
         self._handles = []
 
     def __enter__(self):
@@ -99,25 +106,18 @@ class NeuroBenchCounter:
         self.wrapper.cleanup_hooks()
 
     def _start(self, module, inputs):
-        self._batch = inputs[0].shape[0]
         self.wrapper.reset_hooks()
 
     def _end(self, module, inputs, preds):
-        effective, dense, kinds = [], [], []
         data = (inputs[0],)  # per sample is per data[0].size(0): our batch of images
-        for hook in self.wrapper.connection_hooks:
+        counted = []
+        for name, hook in zip(self.names, self.wrapper.connection_hooks):
             if not hook.inputs:
-                raise SddpmError(f"layer {self.names[len(effective)]} did not run in a "
-                                 "forward pass; NeuroBench counts every connection layer")
-            metric = self._metric()
-            result = metric(_OneLayer(hook), preds, data)
-            ac, mac = result["Effective_ACs"], result["Effective_MACs"]
-            effective.append(ac + mac)
-            dense.append(result["Dense"])
-            # NeuroBench calls an input of only zeros spiking too: no MACs means AC
-            kinds.append("MAC" if mac else "AC")
+                raise SddpmError(f"layer {name} did not run in a forward pass; NeuroBench "
+                                 "counts every connection layer")
+            counted.append(_count_layer(self._metric, hook, preds, data))
         self.wrapper.reset_hooks()
-        self.steps.append((effective, dense, kinds))
+        self.steps.append(tuple(map(list, zip(*counted))))
 
     def count(self) -> NeuroBenchCount:
         if not self.steps:
@@ -147,7 +147,7 @@ def neurobench_at_rates(model: nn.Module, x: torch.Tensor, t: torch.Tensor, rate
     names = {id(m): n for n, m in model.named_modules()}
     wrapper.register_hooks()
     generator = torch.Generator().manual_seed(seed)
-    effective, dense, kinds, layers = [], [], [], []
+    layers, counted = [], []
     try:
         model(x, t)
         for hook in wrapper.connection_hooks:
@@ -158,12 +158,10 @@ def neurobench_at_rates(model: nn.Module, x: torch.Tensor, t: torch.Tensor, rate
                 shape = (timesteps, real.shape[0] // timesteps, *real.shape[1:])
                 p = per_t.view(-1, *[1] * (len(shape) - 1)).expand(shape)
                 hook.inputs[:] = [(torch.bernoulli(p, generator=generator).reshape(real.shape),)]
-            result = metric_type()(_OneLayer(hook), None, (x,))
             layers.append(name)
-            effective.append(result["Effective_ACs"] + result["Effective_MACs"])
-            dense.append(result["Dense"])
-            kinds.append("MAC" if result["Effective_MACs"] else "AC")
+            counted.append(_count_layer(metric_type, hook, None, (x,)))
     finally:
         wrapper.cleanup_hooks()
-    return NeuroBenchCount(layers=layers, kind=kinds, effective=np.array([effective]),
+    effective, dense, kinds = zip(*counted)
+    return NeuroBenchCount(layers=layers, kind=list(kinds), effective=np.array([effective]),
                            dense=np.array([dense]), version=neurobench_version())
