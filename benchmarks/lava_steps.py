@@ -1,12 +1,18 @@
-"""Lava wall time per Lava step and per denoising step: float vs fixed point, single vs pipelined.
+"""Lava wall time per Lava step: Lava's Conv model against ours, float vs fixed, pipelined.
 
 Builds the Lava network of a checkpoint (no spike taps) in floating point and in fixed
-point, and for each, in one run: a forward pass of one image (T + latency steps, rounded
-up to a multiple of T) and a pipelined batch of K images ((K-1) T more steps). Prints
-seconds per Lava step, per denoising step of one image, per image when pipelined, the
-ratios, and the PyTorch fixed-point emulation's time per image (batches of 32).
+point, and for each precision runs it twice in one go, once with Lava's own ``Conv``
+process model and once with the project's (:mod:`sddpm.export.lava_conv`), on the same
+inputs: a forward pass of one image (T + latency steps, rounded up to a multiple of T)
+and a pipelined batch of K images ((K-1) T more steps). Prints seconds per Lava step,
+per denoising step of one image, per image when pipelined, the ratios, whether both
+Conv models gave the same output stream (bit for bit in fixed point), the Conv
+arithmetic alone per Lava step (both models' arithmetic timed in this process on the
+network's own spikes: how much of a Lava step the convolutions are), and the PyTorch
+fixed-point emulation's time per image (batches of 32).
 
     python benchmarks/lava_steps.py [CKPT] [--images 4] [--repeats 2] [--json]
+        [--conv-models lava,fast]
 """
 from __future__ import annotations
 
@@ -29,14 +35,15 @@ from sddpm.simulations.fixed_emulator import FixedPointNoisePredictor
 from sddpm.simulations.lava_runner import LavaSession
 
 
-def measure(network: LavaNetwork, per_image: list, repeats: int) -> dict:
-    session = LavaSession(network)
+def measure(network: LavaNetwork, per_image: list, repeats: int, conv_model: str) -> dict:
+    session = LavaSession(network, conv_model=conv_model)
     single, batch, single_steps, batch_steps = [], [], 0, 0
+    streams = []
     try:
         for _ in range(repeats):
             for images, times in ((per_image[:1], single), (per_image, batch)):
                 before, t0 = session.lava_steps, time.perf_counter()
-                session.forward(images)
+                streams.append(session.forward(images))
                 times.append(time.perf_counter() - t0)
                 steps = session.lava_steps - before
                 single_steps, batch_steps = ((steps, batch_steps) if len(images) == 1
@@ -53,7 +60,61 @@ def measure(network: LavaNetwork, per_image: list, repeats: int) -> dict:
         "s_per_image_pipelined": s_batch / K,
         "pipelining_speedup": s_single / (s_batch / K),
         "steps_ratio": single_steps / (batch_steps / K),
+        "streams": streams,
     }
+
+
+def conv_arithmetic(graph, fixed, feeds, T: int) -> dict:
+    """Seconds of Conv arithmetic per Lava step, Lava's against ours, on real spikes.
+
+    Every conv of the graph is fed its source population's spikes of one image at each
+    of the T timesteps (from the reference executor), as it is inside Lava.
+    """
+    import nir
+    import numpy as np
+    from lava.proc.conv import utils
+
+    from sddpm.export.executor import NirExecutor
+    from sddpm.export.graph import neighbours
+    from sddpm.export.lava_conv.kernel import ConvGeometry, SpikeConv
+    from sddpm.export.nir_file import Upsample2d
+    from sddpm.export.nir_to_lava import lava_conv_weight, to_whc
+
+    _, spikes = NirExecutor(graph).run({k: v[:1] for k, v in feeds.items()}, T)
+    preds, _ = neighbours(graph)
+    seconds = {"lava": 0.0, "fast": 0.0}
+    calls = {"dense": 0, "events": 0}
+    for name, node in graph.nodes.items():
+        if not isinstance(node, nir.Conv2d):
+            continue
+        (source,) = preds[name]
+        if isinstance(graph.nodes[source], Upsample2d):
+            (pop,) = preds[source]
+            f = int(graph.nodes[source].scale_factor[0])
+            inputs = spikes[pop][:, 0].repeat_interleave(f, -1).repeat_interleave(f, -2)
+        else:
+            inputs = spikes[source][:, 0]
+        frames = [to_whc(x.numpy()) for x in inputs]
+        weight = lava_conv_weight(np.asarray(node.weight, dtype=np.float64) if fixed is None
+                                  else fixed.weights[name])
+        k = weight.shape[1:3]
+        stride = tuple(int(v) for v in node.stride)[::-1]
+        padding = tuple(int(v) for v in node.padding)[::-1]
+        fast = SpikeConv(weight, ConvGeometry(frames[0].shape, k, stride, padding,
+                                              weight.shape[0]))
+        t0 = time.perf_counter()
+        for x in frames:
+            utils.conv(x.astype(bool), weight, k, stride, padding, (1, 1), 1)
+        seconds["lava"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for x in frames:
+            fast(x)
+        seconds["fast"] += time.perf_counter() - t0
+        for how, n in fast.calls.items():
+            calls[how] += n
+    per_step = {m: s / T for m, s in seconds.items()}
+    return {"s_per_lava_step": per_step, "ratio": per_step["lava"] / per_step["fast"],
+            "products": calls}
 
 
 def main() -> None:
@@ -63,9 +124,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--emulator-batch", type=int, default=32,
                         help="images per call of the PyTorch fixed-point emulation")
+    parser.add_argument("--conv-models", default="lava,fast",
+                        help="Conv process models to run side by side (lava, fast)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     keep_freed_memory()  # as the sddpm commands do
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # as inside each Lava process
+    conv_models = args.conv_models.split(",")
 
     model, _ = model_from_checkpoint(args.checkpoint)
     config = model.config
@@ -77,10 +144,21 @@ def main() -> None:
     t = torch.full((args.images,), 500)
     feeds = host.inputs(x, t)
     per_image = [{k: v[b].numpy() for k, v in feeds.items()} for b in range(args.images)]
-    runs = {"floating_pt": measure(LavaNetwork(graph, config.timesteps), per_image,
-                                   args.repeats),
-            "fixed_pt": measure(LavaNetwork(graph, config.timesteps, fixed=fixed), per_image,
-                                args.repeats)}
+    runs, same, arithmetic = {}, {}, {}
+    for precision, params in (("floating_pt", None), ("fixed_pt", fixed)):
+        for conv_model in conv_models:
+            runs[f"{precision}/{conv_model}"] = measure(
+                LavaNetwork(graph, config.timesteps, fixed=params), per_image, args.repeats,
+                conv_model)
+        if len(conv_models) == 2:
+            a, b = (runs[f"{precision}/{m}"] for m in conv_models)
+            same[precision] = max(float(abs(x - y).max()) for x, y in
+                                  zip(a["streams"], b["streams"]))
+            a["speedup_of_fast"] = (runs[f"{precision}/lava"]["s_per_lava_step"]
+                                    / runs[f"{precision}/fast"]["s_per_lava_step"])
+        arithmetic[precision] = conv_arithmetic(graph, params, feeds, config.timesteps)
+    for r in runs.values():
+        del r["streams"]
     emulator = FixedPointNoisePredictor(graph, fixed)
     xe = torch.randn(args.emulator_batch, *x.shape[1:], dtype=torch.float64,
                      generator=torch.Generator().manual_seed(1))
@@ -92,13 +170,16 @@ def main() -> None:
         emulator(xe, te)
         emulated.append(time.perf_counter() - t0)
     s_emulated = statistics.median(emulated) / args.emulator_batch
-    fixed_run = runs["fixed_pt"]
+    best = conv_models[-1]
+    fixed_run = runs[f"fixed_pt/{best}"]
     result = {
         "checkpoint": args.checkpoint, "preset": config.name, "timesteps": config.timesteps,
         "latency_steps": balance(graph).latency(),
         "images": args.images, **runs,
+        "stream_max_abs_difference_between_conv_models": same,
+        "conv_arithmetic": arithmetic,
         "fixed_over_float_per_lava_step": (fixed_run["s_per_lava_step"]
-                                           / runs["floating_pt"]["s_per_lava_step"]),
+                                           / runs[f"floating_pt/{best}"]["s_per_lava_step"]),
         "emulator_s_per_image": s_emulated,
         "emulator_speedup_over_lava_fixed_pt": fixed_run["s_per_image_pipelined"] / s_emulated,
     }
@@ -107,7 +188,7 @@ def main() -> None:
         return
     print(f"{config.name} T={config.timesteps}: latency {result['latency_steps']} steps")
     for precision, r in runs.items():
-        print(f"{precision}: {r['lava_processes']} Lava processes, compile "
+        print(f"{precision} Conv model: {r['lava_processes']} Lava processes, compile "
               f"{r['compile_s']:.1f} s")
         print(f"  one image:  {r['steps_single']} Lava steps, "
               f"{r['s_per_denoising_step_single']:.1f} s per denoising step, "
@@ -116,6 +197,15 @@ def main() -> None:
               f"{r['s_per_image_pipelined']:.1f} s per image per denoising step")
         print(f"  pipelining: {r['pipelining_speedup']:.2f}x faster per image "
               f"({r['steps_ratio']:.2f}x fewer Lava steps per image)")
+    for precision, diff in same.items():
+        lava, fast = (runs[f"{precision}/{m}"]["s_per_lava_step"] for m in ("lava", "fast"))
+        print(f"{precision}: our Conv model {lava / fast:.1f}x faster per Lava step than "
+              f"Lava's ({lava:.3f} -> {fast:.3f} s); output streams differ by at most {diff:.1e}")
+    for precision, a in arithmetic.items():
+        s = a["s_per_lava_step"]
+        print(f"{precision}: Conv arithmetic alone, one process: Lava's {s['lava']:.3f} s, "
+              f"ours {s['fast']:.4f} s per Lava step ({a['ratio']:.0f}x; products "
+              f"{a['products']})")
     print(f"fixed_pt / floating_pt per Lava step: {result['fixed_over_float_per_lava_step']:.2f}x")
     print(f"PyTorch fixed-point emulation ({args.emulator_batch} images per call): "
           f"{s_emulated:.3f} s per image per denoising step, "

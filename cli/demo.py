@@ -59,7 +59,9 @@ def _deploy(checkpoint: Path, out: Path, denoise_steps: int, fixed_point_steps: 
     from sddpm.simulations.simulate import run_simulation
 
     nir = export_to_nir(checkpoint, output=out / "model.nir", dtype="float32")
-    bundle = export_to_lava(checkpoint, output=out / "lava-bundle", weight_bits=8)
+    # float64: the float run is compared with the torch model in float64, spike for spike
+    bundle = export_to_lava(checkpoint, output=out / "lava-bundle", weight_bits=8,
+                            dtype="float64")
     chip_energy = DeployedEnergy("45nm-fp32", "paper")
 
     def simulate(fixed_point: bool, steps: int, folder: str) -> dict:

@@ -27,7 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diffusion-step", type=int, default=None,
                    help="export for this one diffusion step t (time embedding folded into "
                         "biases: a single Input)")
-    p.add_argument("--dtype", default="float32", choices=DTYPES, help="of the weights")
+    p.add_argument("--dtype", default="float32", choices=DTYPES,
+                   help="of the stored weights: float32 (as trained) or float64 (folded "
+                        "batch norms to the last bit, to compare with the torch model in "
+                        "float64 spike for spike)")
     p.add_argument("--no-ema", action="store_true", help="export the raw, not the EMA, weights")
     p.add_argument("--threshold", type=float, default=None,
                    help="threshold guidance: export every IF neuron with this threshold")
@@ -47,6 +50,12 @@ def _print_lava_summary(s: dict) -> None:
     print(f"  floating point and fixed point ({s['weight_bits']}-bit weights) parameters")
     print(f"  latency {s['latency_steps']} Lava steps; one forward pass takes "
           f"{s['steps_per_forward']} steps, each further pipelined image T more")
+    files = ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in s["bytes"].items())
+    print(f"  files: {files}")
+    from sddpm.export.loihi2 import format_report
+
+    print("Loihi 2 resources (also in the manifest, 'loihi2_resources'):")
+    print(format_report(s["loihi2_resources"]))
 
 
 def _print_summary(s: dict) -> None:
@@ -69,7 +78,7 @@ def _export(args) -> None:
                                 dtype=args.dtype, **common)
     else:
         bits = 8 if args.weight_bits is None else args.weight_bits
-        summary = export_to_lava(args.checkpoint, weight_bits=bits, **common)
+        summary = export_to_lava(args.checkpoint, weight_bits=bits, dtype=args.dtype, **common)
     if args.json:
         print(json.dumps(summary, indent=2))
     elif args.to == "lava":

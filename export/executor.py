@@ -138,6 +138,11 @@ class HostSide(torch.nn.Module):
             raise SddpmError(f"host parameter {wrong[0]} has shape {tuple(host[wrong[0]].shape)}, "
                              f"the config needs {tuple(expected[wrong[0]].shape)}; the file is damaged")
         net.load_state_dict(host, strict=False)
+        # the chip's parameters are the graph's business, not the host's: a model of the
+        # paper's size would otherwise hold 0.5 GB of unused float64 initial weights
+        for name, param in net.named_parameters():
+            if name not in host:
+                param.data = torch.empty(0, dtype=dtype)
         # deployed parameters, never trained: decode stays differentiable in its input
         # stream (quantisation-aware fine-tuning trains through it) without a graph here
         self.net = net.eval().requires_grad_(False)

@@ -95,9 +95,15 @@ def lava_process_counts(graph, schedule) -> dict:
 
 
 def export_to_lava(checkpoint, *, output=None, weight_bits: int = 8, use_ema: bool = True,
-                   threshold: float | None = None) -> dict:
+                   threshold: float | None = None, dtype: str = "float32") -> dict:
     """Write the Lava bundle of a spiking checkpoint (see :mod:`.lava_bundle`); returns
-    its summary. ``output`` defaults to the checkpoint's name without suffix + ``-lava``."""
+    its summary. ``output`` defaults to the checkpoint's name without suffix + ``-lava``.
+
+    ``dtype`` is what the graph's arrays are stored in: float32, the precision the
+    model was trained in (half the file of float64; the reference executor and Lava
+    still compute in float64), or float64, which keeps the folded batch norms to the
+    last bit, for a check against the torch model run in float64 at its thresholds.
+    """
     import numpy as np
     import torch
 
@@ -107,6 +113,8 @@ def export_to_lava(checkpoint, *, output=None, weight_bits: int = 8, use_ema: bo
     from sddpm.files import file_sha256
     from sddpm.sampling import model_from_checkpoint
 
+    if dtype not in DTYPES:
+        raise SddpmError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if not 2 <= weight_bits <= 8:
         raise SddpmError(f"--weight-bits must lie in [2, 8] (Loihi 2's synapses hold 8), "
                          f"got {weight_bits}")
@@ -115,15 +123,22 @@ def export_to_lava(checkpoint, *, output=None, weight_bits: int = 8, use_ema: bo
         raise SddpmError(f"{checkpoint} holds an ANN; only spiking models deploy to Lava")
     folder = _bundle_folder(checkpoint, output)
     t0 = time.perf_counter()
-    # float64 in the bundle: the simulation is the check that Lava runs the trained model
-    graph = export_nir(model.to(torch.float64), dtype=np.float64)
-    write_bundle(graph, folder, weight_bits=weight_bits, source={
+    # folded in float64, stored in dtype
+    graph = export_nir(model.to(torch.float64), dtype=np.dtype(dtype))
+    bundle = write_bundle(graph, folder, weight_bits=weight_bits, source={
         "checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint),
         "step": payload["step"], "preset": model.config.name, "ema": use_ema,
-        "threshold": threshold})
+        "threshold": threshold, "dtype": dtype})
     schedule = balance(graph)
+    import json
+
+    from sddpm.export.lava_bundle import MANIFEST
+
+    manifest = json.loads((bundle / MANIFEST).read_text())
     return {"checkpoint": str(checkpoint), "checkpoint_integrity": payload["integrity"],
-            "output": str(folder),
+            "output": str(folder), "dtype": dtype, "bytes": {name: entry["bytes"] for name, entry
+                                             in manifest["files"].items()},
+            "loihi2_resources": manifest["loihi2_resources"],
             "seconds": round(time.perf_counter() - t0, 2), "weight_bits": weight_bits,
             "latency_steps": schedule.latency(),
             "steps_per_forward": schedule.steps_per_forward(model.config.timesteps),

@@ -62,6 +62,8 @@ def write_bundle(graph: nir.NIRGraph, folder, *, source: dict, weight_bits: int 
     fixed_path = write_fixed_point(fixed, folder / FIXED_POINT_FILE)
     info = graph_info(graph)
     schedule = balance(graph)
+    from sddpm.export.loihi2 import resource_report
+
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -74,6 +76,7 @@ def write_bundle(graph: nir.NIRGraph, folder, *, source: dict, weight_bits: int 
                         "vth_range": [min(fixed.vth.values()), max(fixed.vth.values())]},
         "files": {path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
                   for path in (graph_path, fixed_path)},
+        "loihi2_resources": resource_report(graph),
     }
     write_json(folder / MANIFEST, manifest)
     return folder

@@ -133,9 +133,10 @@ class LavaNetwork:
     buffer_steps : int
         Capacity of the host channels, in Lava steps; runs are chunked to fit. Each
         channel reserves this many frames in shared memory up front.
-    tap_spikes : bool
+    tap_spikes : bool or collection of str
         Also read every population's spikes out (one ``Extractor`` each), to compare
-        them with the reference or count them; costs one process per population.
+        them with the reference or count them; costs one process per population. A
+        collection of population names taps those only.
     fixed : FixedPointNetwork, optional
         Integer parameters (:func:`sddpm.export.quantize.quantize_graph`): build for Lava's
         ``fixed_pt`` models. Without, the float graph for ``floating_pt``.
@@ -170,9 +171,15 @@ class LavaNetwork:
         self._upsamplers: dict = {}
         self._delayed: dict = {}
         self._convs: dict = {}
+        self._kernels: dict = {}
         self.taps = {}
-        if tap_spikes:
-            for name, pop in self.populations.items():
+        tapped = (set(self.populations) if tap_spikes is True
+                  else set(tap_spikes or ()))
+        unknown = tapped - set(self.populations)
+        if unknown:
+            raise SddpmError(f"no population {sorted(unknown)[0]!r} to tap in this graph")
+        for name, pop in self.populations.items():
+            if name in tapped:
                 self.taps[name] = Extractor(shape=self.shapes[name], buffer_size=buffer_steps)
                 pop.s_out.connect(self.taps[name].in_port)
         self.processes = [*self.populations.values(), *self.injectors.values(), self.extractor,
@@ -243,9 +250,11 @@ class LavaNetwork:
 
             node = self.graph.nodes[conv]
             (source,) = self.preds[conv]
-            weight = (np.asarray(node.weight, dtype=np.float64) if self.fixed is None
-                      else self.fixed.weights[conv])
-            proc = Conv(weight=lava_conv_weight(weight),
+            if conv not in self._kernels:  # one array for every delayed copy of a conv
+                weight = (np.asarray(node.weight, dtype=np.float64) if self.fixed is None
+                          else self.fixed.weights[conv])
+                self._kernels[conv] = lava_conv_weight(weight)
+            proc = Conv(weight=self._kernels[conv],
                         input_shape=self.shapes[source],
                         padding=tuple(int(p) for p in node.padding)[::-1],
                         stride=tuple(int(s) for s in node.stride)[::-1],

@@ -56,4 +56,38 @@ def keep_freed_memory() -> dict:
                 break
     if not user_set("trim") and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD):
         kept["trim_threshold"] = TRIM_THRESHOLD
+    _state["kept"] = bool(kept)
     return kept
+
+
+_state = {"kept": False}  # whether keep_freed_memory is in force in this process
+
+
+#: glibc's defaults (``mallopt(3)``): 128 kB for both thresholds
+DEFAULT_THRESHOLD = 128 * 1024
+
+
+def release_freed_memory() -> bool:
+    """Undo :func:`keep_freed_memory` and hand the freed heap back to the OS.
+
+    Before a process forks hundreds of children (Lava), every page it maps costs each
+    child a copy of its page table entries, and the children inherit the thresholds: a
+    kept heap is the wrong trade there. Returns whether :func:`keep_freed_memory` was in
+    force (call it again once the children are forked).
+    """
+    was_kept = _state["kept"]
+    _state["kept"] = False
+    if platform.libc_ver()[0] != "glibc":
+        return was_kept
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return was_kept
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    if not user_set("mmap"):
+        libc.mallopt(_M_MMAP_THRESHOLD, DEFAULT_THRESHOLD)
+    if not user_set("trim"):
+        libc.mallopt(_M_TRIM_THRESHOLD, DEFAULT_THRESHOLD)
+    libc.malloc_trim(0)
+    return was_kept

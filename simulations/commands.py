@@ -19,21 +19,43 @@ def add_simulate(sub) -> None:
     p.add_argument("--backend", default="lava", help="lava (Lava's CPU backend)")
     p.add_argument("--fixed-point", action="store_true",
                    help="run Lava's fixed_pt models on the bundle's Loihi 2 integers")
-    p.add_argument("--denoise-steps", type=positive_int, default=3, help="DDIM steps K")
+    p.add_argument("--denoise-steps", type=steps_or_all, default=3,
+                   help="K: the last K steps of the schedule run in Lava, the first S - K in "
+                        "PyTorch (the fixed-point emulation with --fixed-point); 'all': K = S")
+    p.add_argument("--steps", type=positive_int, default=20,
+                   help="S: steps of the DDIM schedule (default 20)")
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--n", type=positive_int, default=1, help="images, pipelined through Lava")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=None,
                    help="compare with this trained model instead of the reference executor")
+    p.add_argument("--max-memory", default=None,
+                   help="refuse a run estimated above this much memory (16GB, 1MB, ...; "
+                        "default: what the machine has available)")
+    p.add_argument("--conv-model", default="fast", choices=("fast", "lava"),
+                   help="process model of Lava's Conv: the project's (fast) or Lava's own")
+    p.add_argument("--spike-taps", default="all",
+                   help="populations whose spikes are read and compared: all, none (a "
+                        "process fewer per population; Lava is checked on its output "
+                        "stream only), or K/M (the K-th of M parts, for M runs that "
+                        "together compare every spike in less memory)")
     p.add_argument("--out", default="runs/simulate", help="folder for every output")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def steps_or_all(text: str):
+    return "all" if text == "all" else positive_int(text)
+
+
 def run_simulate(args, chip_energy=None) -> None:
     """The ``sddpm simulate`` command; the dispatcher hands in the energy pricer."""
+    from sddpm.simulations.budget import parse_size
     from sddpm.simulations.simulate import print_report, run_simulation
 
+    max_memory = None if args.max_memory is None else parse_size(args.max_memory)
     report = run_simulation(args.bundle, out=args.out, denoise_steps=args.denoise_steps,
+                            steps=args.steps, max_memory=max_memory,
+                            conv_model=args.conv_model, spike_taps=args.spike_taps,
                             n=args.n, seed=args.seed, fixed_point=args.fixed_point,
                             checkpoint=args.checkpoint, backend=args.backend,
                             sampler=args.sampler, chip_energy=chip_energy,
@@ -42,8 +64,8 @@ def run_simulate(args, chip_energy=None) -> None:
         print(json.dumps(report, indent=2))
     else:
         print_report(report)
-        print(f"wrote {args.out}/simulate.json, images_lava.png, images_torch.png, "
-              "comparison.png")
+        plot = ", comparison.png" if report["tapped_populations"] else ""
+        print(f"wrote {args.out}/simulate.json, images_lava.png, images_torch.png{plot}")
 
 
 def add_finetune(sub) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from sddpm.export.executor import ExportedNoisePredictor, HostSide
@@ -33,6 +34,8 @@ class StepComparison:
     reference_spikes: dict = field(default_factory=dict)  # population node -> spike count
     energy_lava_mj: float = float("nan")  # chip energy per image, spikes read from Lava
     energy_reference_mj: float = float("nan")  # the same from the reference's spikes
+    #: in fixed point: output stream entries whose integers differ (None: not compared)
+    stream_mismatches: int | None = None
 
     @property
     def worst_agreement(self) -> float:
@@ -92,7 +95,9 @@ class FixedPointReference:
         self.network = FixedPointNoisePredictor(graph, fixed)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor):
-        eps, spikes = self.network(x.double(), t)
+        eps, spikes, stream = self.network.run(x.double(), t)
+        #: the integer output stream of the last call, ``[B, T, C, H, W]``
+        self.last_stream = stream.transpose(0, 1).numpy()
         return eps, {k: v.transpose(0, 1).double() for k, v in spikes.items()}
 
 
@@ -118,9 +123,13 @@ class LavaNoisePredictor:
     """
 
     def __init__(self, graph, session: LavaSession, reference=None, float_reference=None,
-                 chip_energy=None):
+                 chip_energy=None, record: bool = False):
         self.host = HostSide(graph)
         self.graph = graph
+        self.record = record
+        #: with ``record``: every call's ``(x, t, eps, {node: spikes})``, spikes as bool,
+        #: to compare with a reference built after the Lava run (:meth:`compare_recorded`)
+        self.records: list = []
         self.session = session
         self.reference = reference
         self.float_reference = float_reference
@@ -135,18 +144,38 @@ class LavaNoisePredictor:
         per_image = [{k: v[b].numpy() for k, v in feeds.items()} for b in range(x.shape[0])]
         stream = torch.from_numpy(self.session.forward(per_image))  # [B, T, C, H, W]
         eps = self.host.decode(stream.transpose(0, 1))
+        if self.record:
+            self.records.append((x64, t, eps, {k: v.astype(bool)
+                                              for k, v in self.session.spikes.items()},
+                                 self.session.integer_stream))
         if self.reference is not None:
             self.comparisons.append(self._compare(self.reference, x64, t, eps))
         if self.float_reference is not None:
             self.float_comparisons.append(self._compare(self.float_reference, x64, t, eps))
         return eps.to(x.dtype)
 
-    def _compare(self, reference, x, t, eps) -> StepComparison:
+    def compare_recorded(self, reference, float_reference=None, progress: bool = False) -> None:
+        """Fill :attr:`comparisons` (and :attr:`float_comparisons`) from :attr:`records`."""
+        from tqdm import tqdm
+
+        for x, t, eps, spikes, stream in tqdm(self.records, desc="comparing with the "
+                                              "reference", disable=not progress):
+            self.comparisons.append(self._compare(reference, x, t, eps, spikes, stream))
+            if float_reference is not None:
+                self.float_comparisons.append(
+                    self._compare(float_reference, x, t, eps, spikes))
+
+    def _compare(self, reference, x, t, eps, lava_spikes=None,
+                 lava_stream=None) -> StepComparison:
+        lava_spikes = self.session.spikes if lava_spikes is None else lava_spikes
         eps_ref, spikes_ref = reference(x, t)
         step = StepComparison(t=int(t[0]), eps_rel_error=float(
             (eps - eps_ref).norm() / eps_ref.norm()))
+        reference_stream = getattr(reference, "last_stream", None)
+        if lava_stream is not None and reference_stream is not None:
+            step.stream_mismatches = int((lava_stream != reference_stream).sum())
         for pop in self.populations:
-            lava = self.session.spikes.get(pop["node"])
+            lava = lava_spikes.get(pop["node"])
             if lava is None:
                 continue
             ref = spikes_ref[pop["node"]].numpy()
@@ -155,8 +184,32 @@ class LavaNoisePredictor:
             # agreement is dominated by silent neurons; these say how many spikes moved
             step.mismatches[pop["node"]] = int((lava != ref).sum())
             step.reference_spikes[pop["node"]] = int(ref.sum())
-        if self.chip_energy is not None and len(self.session.spikes) == len(self.populations):
+        if self.chip_energy is not None and len(lava_spikes) == len(self.populations):
+            as_float = {k: np.asarray(v, dtype=np.float64) for k, v in lava_spikes.items()}
             step.energy_lava_mj, step.energy_reference_mj = (
                 self.chip_energy(self.graph, spikes, step.t)
-                for spikes in (self.session.spikes, spikes_ref))
+                for spikes in (as_float, spikes_ref))
         return step
+
+
+class HandOver:
+    """A sampler's model: the first ``first`` calls to ``before``, the rest to ``after``.
+
+    ``after`` is built by ``build_after()`` on its first call, once ``before`` has been
+    dropped: the Lava run of the last K steps of a schedule forks from a parent that no
+    longer holds the model that computed the first ones.
+    """
+
+    def __init__(self, first: int, before, build_after):
+        self.first, self.before, self.build_after = first, before, build_after
+        self.after = None
+        self.calls = 0
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls <= self.first:
+            return self.before(x, t)
+        if self.after is None:
+            self.before = None
+            self.after = self.build_after()
+        return self.after(x, t)

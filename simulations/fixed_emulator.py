@@ -169,10 +169,15 @@ class FixedPointNoisePredictor:
                                 + self.output_bias)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        eps, spikes, _ = self.run(x, t)
+        return eps, spikes
+
+    def run(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """``(eps, spikes, integer output stream [T, B, C, H, W])``."""
         step = self.host.info["diffusion_step"]
         if step is not None and bool((t != step).any()):
             raise SddpmError(f"this graph was exported for diffusion step {step} only")
         outputs, spikes = self.emulator.run(self.integer_inputs(x.double(), t),
                                             self.host.config.timesteps)
         with torch.no_grad():
-            return self.decode(outputs[self.output]), spikes
+            return self.decode(outputs[self.output]), spikes, outputs[self.output]

@@ -45,7 +45,7 @@ def _reference(checkpoint, graph, manifest):
                          "reference)")
     from sddpm.sampling import model_from_checkpoint
 
-    model, payload = model_from_checkpoint(checkpoint,
+    model, _ = model_from_checkpoint(checkpoint,
                                            threshold=manifest["source"].get("threshold"))
     if model.config.to_dict() != manifest["model_config"]:
         raise SddpmError(f"{checkpoint} has another model config than the bundle; "
@@ -82,13 +82,75 @@ def _relative(value: float, reference: float) -> float:
     return abs(value / reference - 1)
 
 
-def run_simulation(bundle, *, out, denoise_steps: int = 3, n: int = 1, seed: int = 0,
-                   fixed_point: bool = False, checkpoint=None, backend: str = "lava",
-                   sampler: str = "ddim", chip_energy=None, progress: bool = True) -> dict:
-    """K = ``denoise_steps`` DDIM steps of ``n`` images with the noise network in Lava.
+def _denoise_split(denoise_steps, steps: int) -> tuple[int, int]:
+    """``(S, K)``: a DDIM-S schedule whose last K steps run in Lava."""
+    K = steps if denoise_steps == "all" else int(denoise_steps)
+    if not 1 <= K <= steps:
+        raise SddpmError(f"--denoise-steps {denoise_steps} is more than the schedule's "
+                         f"--steps {steps}; the Lava steps are the last K of S (K <= S), "
+                         "or 'all'")
+    return steps, K
 
-    Every step is compared with the reference (see the module docstring); the report
-    (also ``OUT/simulate.json``) and the images are written into ``out``.
+
+#: at most this much shared memory for the spike taps' host channels
+TAP_BUFFER_BYTES = 2**28
+
+
+def tap_buffer_steps(graph, tapped) -> int:
+    """Frames each host channel holds: 16, or fewer where the taps would hold more than
+    :data:`TAP_BUFFER_BYTES` (16 frames of cifar10's 3.4 M neurons in float64 are
+    437 MB); runs are chunked to it."""
+    import numpy as np
+
+    neurons = sum(int(np.size(graph.nodes[n].v_threshold)) for n in tapped)
+    return int(min(16, max(2, TAP_BUFFER_BYTES // (8 * max(neurons, 1)))))
+
+
+def tapped_populations(graph, spike_taps: str) -> list:
+    """The populations ``--spike-taps all|none|K/M`` reads, in the graph's order."""
+    import nir
+
+    populations = [n for n, node in graph.nodes.items() if isinstance(node, nir.IF)]
+    if spike_taps in ("all", True):
+        return populations
+    if spike_taps in ("none", False):
+        return []
+    try:
+        k, m = (int(v) for v in str(spike_taps).split("/"))
+    except ValueError:
+        k = m = 0
+    if not 1 <= k <= m:
+        raise SddpmError(f"--spike-taps {spike_taps!r}: expected all, none or K/M with "
+                         "1 <= K <= M (the K-th of M parts of the populations)")
+    return populations[k - 1::m]
+
+
+def _first_steps(reference):
+    """The reference as a sampler's model (its spikes dropped)."""
+    return lambda x, t: reference(x, t)[0].to(x.dtype)
+
+
+def run_simulation(bundle, *, out, denoise_steps=3, steps: int = 20, n: int = 1,
+                   seed: int = 0, fixed_point: bool = False, checkpoint=None,
+                   backend: str = "lava", sampler: str = "ddim", chip_energy=None,
+                   progress: bool = True, max_memory: int | None = None,
+                   conv_model: str = "fast", spike_taps: str = "all") -> dict:
+    """A DDIM-S schedule of ``n`` images whose last K steps run their noise network in Lava.
+
+    ``denoise_steps`` is K (or ``"all"``: K = S), ``steps`` is S. The first S - K steps
+    are computed by the reference (the torch model or the bundle's graph; the
+    fixed-point emulation with ``fixed_point``), the last K by Lava, the images
+    pipelined. Every Lava step is then compared with the reference on
+    the same x_t (see the module docstring); the report (also ``OUT/simulate.json``) and
+    the images are written into ``out``. Before anything is compiled, the run's memory
+    and time are estimated (:mod:`sddpm.simulations.budget`) and a run that cannot fit
+    in ``max_memory`` bytes (default: what the machine has available) is refused.
+    ``spike_taps``: ``"all"`` reads every population's spikes; ``"none"`` none (one
+    process and one host channel fewer per population: Lava is then checked on its
+    output stream alone, in fixed point integer for integer, and the spike figures of
+    the report are None); ``"K/M"`` the K-th of M interleaved parts of the populations,
+    so that M runs of a deterministic schedule together compare every spike on a
+    machine that cannot hold every tap at once.
     ``chip_energy``, a :class:`sddpm.hardware.deployed.DeployedEnergy` or any callable
     ``(graph, spikes, t) -> mJ`` with a ``description``, prices both sides' spikes at
     every step; without it the energies are NaN.
@@ -97,66 +159,114 @@ def run_simulation(bundle, *, out, denoise_steps: int = 3, n: int = 1, seed: int
     from sddpm.export.lava_bundle import load_bundle, load_fixed_point
     from sddpm.export.nir_to_lava import LavaNetwork
     from sddpm.sampling import save_grid
-    from sddpm.simulations.denoise import FixedPointReference, LavaNoisePredictor
+    from sddpm.simulations.budget import check_budget, estimate_run
+    from sddpm.simulations.denoise import FixedPointReference, HandOver, LavaNoisePredictor
     from sddpm.simulations.lava_runner import LavaSession
 
     out = _check_options(backend, sampler, out)
+    S, K = _denoise_split(denoise_steps, steps)
     graph, manifest = load_bundle(bundle)
-    float_reference, float_name = _reference(checkpoint, graph, manifest)
     fixed = load_fixed_point(bundle, graph, manifest) if fixed_point else None
-    if fixed is None:
-        reference, reference_name = float_reference, float_name
-    else:
-        reference = FixedPointReference(graph, fixed)
-        reference_name = (f"PyTorch fixed-point emulation ({fixed.weight_bits}-bit weights, "
-                          "lava-dl SLAYER CUBA neurons)")
     T = manifest["timesteps"]
     config = manifest["model_config"]
+    tapped = tapped_populations(graph, spike_taps)
+    estimate = estimate_run(graph, T, images=n, denoise_steps=K, fixed=fixed is not None,
+                            taps=len(tapped))
+    warnings = check_budget(estimate, max_memory)
+    if progress:
+        for line in [estimate.summary(), *warnings]:
+            print(line, flush=True)
+
+    def references(graph):
+        """(reference, its name, the float reference and its name): built on demand."""
+        float_reference, float_name = _reference(checkpoint, graph, manifest)
+        if fixed is None:
+            return float_reference, float_name, None, float_name
+        name = (f"PyTorch fixed-point emulation ({fixed.weight_bits}-bit weights, "
+                "lava-dl SLAYER CUBA neurons)")
+        return FixedPointReference(graph, fixed), name, float_reference, float_name
+
     shape = (n, config["image_channels"], config["image_size"], config["image_size"])
+    diffusion = GaussianDiffusion(config["diffusion_steps"])
+    # Lava forks one process per Lava process from this one: while it runs, this process
+    # holds the Lava network and the host side, not the graph or a reference model
+    box: dict = {"graph": graph}
+    first = None
+    if S > K:  # the reference of the Lava run alone, not the float one beside it
+        first = _first_steps(FixedPointReference(graph, fixed) if fixed is not None
+                             else _reference(checkpoint, graph, manifest)[0])
+    del graph
+
+    def lava_predictor():
+        graph = box.pop("graph")
+        network = LavaNetwork(graph, T, tap_spikes=tapped, fixed=fixed,
+                              buffer_steps=tap_buffer_steps(graph, tapped))
+        predictor = LavaNoisePredictor(graph, None, record=True)
+        predictor.graph = network.graph = None
+        del graph
+        predictor.session = box["session"] = LavaSession(network, conv_model=conv_model)
+        box["network"], box["predictor"] = network, predictor
+        return predictor
+
+    model = HandOver(S - K, first, lava_predictor)
+    del first
     t0 = time.perf_counter()
-    network = LavaNetwork(graph, T, tap_spikes=True, fixed=fixed)
-    session = LavaSession(network)
     try:
-        predictor = LavaNoisePredictor(graph, session, reference=reference,
-                                       float_reference=float_reference if fixed else None,
-                                       chip_energy=chip_energy)
-        diffusion = GaussianDiffusion(config["diffusion_steps"])
-        images = sample(predictor, diffusion, shape, sampler="ddim", steps=denoise_steps,
-                        seed=seed, progress=progress)
+        images = sample(model, diffusion, shape, sampler="ddim", steps=S, seed=seed,
+                        progress=progress)
     finally:
-        session.stop()
+        if "session" in box:
+            box["session"].stop()
     wall = time.perf_counter() - t0
+    network, session, predictor = box["network"], box["session"], box["predictor"]
+    graph, _ = load_bundle(bundle)
+    predictor.graph, predictor.chip_energy = graph, chip_energy
+    reference, reference_name, float_reference, float_name = references(graph)
+    predictor.compare_recorded(reference, float_reference, progress=progress)
 
     def sample_with(ref):
         return sample(lambda x, t: ref(x, t)[0].float(), diffusion, shape, sampler="ddim",
-                      steps=denoise_steps, seed=seed, progress=False)
+                      steps=S, seed=seed, progress=progress)
 
     torch_images = sample_with(reference)
-    steps = predictor.comparisons
+    steps_run = predictor.comparisons
     report = {
         "bundle": str(bundle), "backend": "lava", "precision": session.tag,
+        "conv_model": session.conv_model,
+        "bundle_dtype": manifest["source"].get("dtype", "float64"),
         "weight_bits": fixed.weight_bits if fixed else None,
         "reference": reference_name, "images": n, "seed": seed,
-        "sampler": "ddim", "denoise_steps": len(steps), "timesteps": T,
+        "sampler": "ddim", "schedule_steps": S, "denoise_steps": len(steps_run),
+        "steps_before_lava": S - K, "timesteps": T,
         "latency_steps": network.schedule.latency(),
         "lava_processes": len(network.processes),
         "lava_steps": session.lava_steps, "compile_s": round(session.compile_seconds, 2),
         "run_s": round(session.run_seconds, 2), "wall_s": round(wall, 2),
         "seconds_per_lava_step": session.run_seconds / max(session.lava_steps, 1),
-        "worst_spike_agreement": min(s.worst_agreement for s in steps),
-        "spike_mismatches": sum(sum(s.mismatches.values()) for s in steps),
-        "reference_spikes": sum(sum(s.reference_spikes.values()) for s in steps),
-        "max_eps_rel_error": max(s.eps_rel_error for s in steps),
+        "estimate": estimate.to_dict(),
+        "parent_bytes_at_fork": session.parent_bytes_at_fork,
+        "spike_taps": str(spike_taps), "tapped_populations": tapped,
+        "worst_spike_agreement": (min(s.worst_agreement for s in steps_run)
+                                  if tapped else None),
+        "spike_mismatches": (sum(sum(s.mismatches.values()) for s in steps_run)
+                             if tapped else None),
+        "reference_spikes": (sum(sum(s.reference_spikes.values()) for s in steps_run)
+                             if tapped else None),
+        "max_eps_rel_error": max(s.eps_rel_error for s in steps_run),
+        # fixed point: integer output stream entries that differ from the emulation's
+        "stream_mismatches": (None if steps_run[0].stream_mismatches is None
+                              else sum(s.stream_mismatches for s in steps_run)),
         "image_max_abs_difference": float((images - torch_images).abs().max()),
         "energy_hardware": getattr(chip_energy, "description", "not priced"),
         "max_energy_rel_difference": max(_relative(s.energy_lava_mj, s.energy_reference_mj)
-                                         for s in steps),
+                                         for s in steps_run),
         "steps": [{"t": s.t, "eps_rel_error": s.eps_rel_error,
+                   "stream_mismatches": s.stream_mismatches,
                    "worst_spike_agreement": s.worst_agreement,
                    "energy_lava_mJ": s.energy_lava_mj,
                    "energy_reference_mJ": s.energy_reference_mj,
                    "spike_agreement": s.spike_agreement, "firing_rate": s.firing_rate}
-                  for s in steps],
+                  for s in steps_run],
     }
     if fixed is not None:
         float_images = sample_with(float_reference)
@@ -166,7 +276,8 @@ def run_simulation(bundle, *, out, denoise_steps: int = 3, n: int = 1, seed: int
     write_json(out / "simulate.json", report)
     save_grid(images, out / "images_lava.png")
     save_grid(torch_images, out / "images_torch.png")
-    _plot(steps, out / "comparison.png")
+    if tapped:
+        _plot(steps_run, out / "comparison.png")
     return report
 
 
@@ -176,30 +287,48 @@ def _against_float(comparisons, name, images, float_images) -> dict:
         "reference": name,
         "eps_rel_error": [s.eps_rel_error for s in comparisons],
         "mean_spike_agreement": [sum(s.spike_agreement.values()) / len(s.spike_agreement)
-                                 for s in comparisons],
-        "worst_spike_agreement": [s.worst_agreement for s in comparisons],
+                                 if s.spike_agreement else None for s in comparisons],
+        "worst_spike_agreement": [s.worst_agreement if s.spike_agreement else None
+                                  for s in comparisons],
         "image_max_abs_difference": float((images - float_images).abs().max()),
         "image_rms_difference": float((images - float_images).pow(2).mean().sqrt()),
     }
 
 
 def print_report(r: dict) -> None:
-    print(f"{r['denoise_steps']} DDIM steps of {r['images']} image(s) in Lava "
+    before = (f"the first {r['steps_before_lava']} in PyTorch ({r['reference']}), "
+              if r["steps_before_lava"] else "")
+    print(f"DDIM-{r['schedule_steps']} of {r['images']} image(s): {before}the last "
+          f"{r['denoise_steps']} in Lava "
           f"({r['precision']}, {r['lava_processes']} processes, latency "
           f"{r['latency_steps']} steps): {r['lava_steps']} Lava steps, "
           f"{r['seconds_per_lava_step']:.3f} s each, compile {r['compile_s']} s")
+    tapped = r.get("tapped_populations")
+    if tapped is not None and r["spike_taps"] != "all":
+        print(f"  spikes read from {len(tapped)} populations (--spike-taps "
+              f"{r['spike_taps']})")
     for s in r["steps"]:
+        if r["worst_spike_agreement"] is None:
+            print(f"  t={s['t']:4d}: eps relative error {s['eps_rel_error']:.2e} (spikes not "
+                  "read: --spike-taps none)")
+            continue
         print(f"  t={s['t']:4d}: spikes agree {100 * s['worst_spike_agreement']:.3f}% in the "
               f"worst population, eps relative error {s['eps_rel_error']:.2e}, chip energy "
               f"{s['energy_lava_mJ']:.4f} mJ from Lava's spikes, "
               f"{s['energy_reference_mJ']:.4f} mJ from the reference's")
-    print(f"  {r['spike_mismatches']:,} of {r['reference_spikes']:,} reference spikes differ")
+    if r["spike_mismatches"] is not None:
+        print(f"  {r['spike_mismatches']:,} of {r['reference_spikes']:,} reference spikes "
+              "differ")
+    if r.get("stream_mismatches") is not None:
+        print(f"  integer output stream: {r['stream_mismatches']:,} entries differ over "
+              f"{r['denoise_steps']} steps")
     print(f"  against the {r['reference']}; images differ by at most "
           f"{r['image_max_abs_difference']:.2e}")
     f = r.get("against_float")
     if f:
         errors = ", ".join(f"{e:.3f}" for e in f["eps_rel_error"])
-        agree = ", ".join(f"{100 * a:.1f}%" for a in f["mean_spike_agreement"])
+        agree = ", ".join("not read" if a is None else f"{100 * a:.1f}%"
+                          for a in f["mean_spike_agreement"])
         print(f"  fixed point against the float {f['reference']}: eps relative error "
               f"{errors}; spikes agree {agree} (mean over populations); final images differ "
               f"by {f['image_rms_difference']:.3f} RMS, {f['image_max_abs_difference']:.3f} max")

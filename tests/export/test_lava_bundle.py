@@ -25,7 +25,7 @@ def test_bundle_holds_graph_manifest_and_schedule(bundle):
     assert manifest["timesteps"] == 4 and manifest["latency_steps"] == summary["latency_steps"]
     assert set(manifest["versions"]) >= {"lava-nc", "nir", "numpy", "torch", "sddpm"}
     assert manifest["source"]["sha256"] and manifest["source"]["step"] > 0
-    assert all(n.weight.dtype.name == "float64" for n in graph.nodes.values()
+    assert all(n.weight.dtype.name == "float32" for n in graph.nodes.values()
                if hasattr(n, "weight"))
     counts = summary["processes"]
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")

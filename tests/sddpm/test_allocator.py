@@ -80,3 +80,14 @@ def test_this_glibc_takes_the_full_threshold():
     if tuple(map(int, platform.libc_ver()[1].split(".")[:2])) < (2, 36):
         pytest.skip("older glibc")
     assert probe("keep")["kept"]["mmap_threshold"] == MMAP_THRESHOLD
+
+
+def test_release_before_a_fork_says_whether_the_heap_was_kept(monkeypatch):
+    from sddpm import allocator
+
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    kept = bool(allocator.keep_freed_memory())
+    assert allocator.release_freed_memory() is kept
+    assert allocator.release_freed_memory() is False  # nothing kept any more
+    allocator.keep_freed_memory()  # as the commands leave it

@@ -1,0 +1,1 @@
+"""A faster process model for Lava's own ``Conv`` process (kernel + models)."""
