@@ -68,8 +68,9 @@ def main() -> int:
               "used_before_GB": round(before / 1e9, 2), "peak_used_GB": round(peak[0] / 1e9, 2),
               "peak_above_before_GB": round((peak[0] - before) / 1e9, 2)}
     line = json.dumps(result) if args.json else (
-        f"exit {rc}{' (killed above the limit)' if killed else ''}; {result['wall_s']} s; machine memory used: peak {result['peak_used_GB']} GB "
-        f"({result['peak_above_before_GB']} GB above the {result['used_before_GB']} GB before)")
+        f"exit {rc}{' (killed above the limit)' if killed else ''}; {result['wall_s']} s; "
+        f"machine memory used: peak {result['peak_used_GB']} GB ("
+        f"{result['peak_above_before_GB']} GB above the {result['used_before_GB']} GB before)")
     print(line, file=sys.stderr)
     return rc
 

@@ -212,8 +212,9 @@ def check_budget(estimate: RunEstimate, max_memory: int | None = None) -> list[s
             f"this Lava run needs an estimated {format_bytes(estimate.memory_bytes)} "
             f"({estimate.processes} processes; most in {big}: "
             f"{format_bytes(estimate.parts[big])}), more than {source} "
-            f"({format_bytes(limit)}); run fewer images (--n), or raise --max-memory if "
-            "the estimate is wrong for this machine")
+            f"({format_bytes(limit)}); read fewer populations' spikes (--spike-taps 1/2, "
+            "then 2/2, or none), run fewer images (--n), or raise --max-memory if the "
+            "estimate is wrong for this machine")
     warnings = []
     if estimate.seconds > SLOW_MINUTES * 60:
         warnings.append(f"warning: this run will take about {estimate.seconds / 60:.0f} min "

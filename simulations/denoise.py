@@ -127,8 +127,9 @@ class LavaNoisePredictor:
         self.host = HostSide(graph)
         self.graph = graph
         self.record = record
-        #: with ``record``: every call's ``(x, t, eps, {node: spikes})``, spikes as bool,
-        #: to compare with a reference built after the Lava run (:meth:`compare_recorded`)
+        #: with ``record``: every call's ``(x, t, eps, {node: spikes}, integer stream)``
+        #: (spikes as bool; the stream None in floating point), to compare with a
+        #: reference built after the Lava run (:meth:`compare_recorded`)
         self.records: list = []
         self.session = session
         self.reference = reference

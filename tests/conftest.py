@@ -37,3 +37,12 @@ def tiny_checkpoint(tmp_path_factory):
                       sample_steps=2, out=str(out), warmup=1)
     Trainer(cfg).run()
     return out / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def lava_bundle(tiny_checkpoint, tmp_path_factory):
+    """The tiny model's Lava bundle, as ``sddpm-export --to lava`` writes it (read only)."""
+    folder = tmp_path_factory.mktemp("tiny-bundle") / "tiny-lava"
+    done = run_cli("sddpm-export", "--to", "lava", tiny_checkpoint, "-o", folder)
+    assert done.returncode == 0, done.stderr
+    return folder

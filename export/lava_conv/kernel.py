@@ -30,12 +30,13 @@ from scipy import sparse
 
 #: The cost model that picks the product per call, in seconds, measured with one BLAS
 #: thread by ``benchmarks/conv_kernels.py`` on this project's 2-core machine: a dense
-#: multiply-add costs ~0.055 ns in BLAS, an event's C_out-long add ~10x that per output
-#: channel in scipy's sparse product, which also costs ~0.1 ms more per call to set up.
-#: Events win below roughly 1-8 % of inputs active, depending on the layer's size.
-DENSE_S_PER_MAC = 0.055e-9
-EVENT_S_PER_ADD = 0.55e-9
-EVENT_SETUP_S = 0.1e-3
+#: multiply-add costs ~0.06 ns in BLAS; an event's C_out-long add ~1 ns per output
+#: channel in scipy's sparse product (with the gather of the kernel rows it reaches),
+#: which also costs ~0.15 ms more per call to set up. Events win below roughly 1-8 % of
+#: inputs active, depending on the layer's size.
+DENSE_S_PER_MAC = 0.06e-9
+EVENT_S_PER_ADD = 1.0e-9
+EVENT_SETUP_S = 0.15e-3
 #: at most this many bytes of unfolded patches at once in the dense product
 PATCH_BYTES = 4 * 2**20
 
@@ -80,10 +81,11 @@ class SpikeConv:
             raise ValueError(f"kernel {weight.shape} does not fit {geometry}")
         self.geometry = geometry
         self.mode = mode
-        # Lava's kernel as a (kw kh C_in, C_out) matrix: a transposed view of the
-        # kernel, no copy of a float64 one (hundreds of processes each hold one kernel, not two). Lava
-        # convolves, so tap (i, j) reads the padded input at offset (kw-1-i, kh-1-j):
-        # the patches are unfolded in that reversed order instead of flipping the kernel
+        # Lava's kernel as a (kw kh C_in, C_out) matrix: a transposed view of the kernel,
+        # no copy of a float64 one (hundreds of processes each hold one kernel, not two).
+        # Lava convolves, so tap (i, j) reads the padded input at offset (kw-1-i,
+        # kh-1-j): the patches are unfolded in that reversed order instead of flipping
+        # the kernel
         self.dtype = _exact_dtype(weight)
         kernel = np.ascontiguousarray(weight, dtype=self.dtype)
         self.matrix = kernel.reshape(c_out, kw * kh * c_in).T
@@ -148,9 +150,12 @@ class SpikeConv:
         tap = ((kw - 1 - a) * kh + (kh - 1 - b)) * c_in + c[None, None, :]
         rows = (xo * ho + yo)[hit]
         cols = np.broadcast_to(tap, hit.shape)[hit]
+        # only the kernel rows some spike reaches, gathered contiguous (the matrix is a
+        # transposed view: scipy would copy all of it on every call)
+        used, cols = np.unique(cols, return_inverse=True)
         one_hot = sparse.csr_matrix((np.ones(rows.size, dtype=self.dtype), (rows, cols)),
-                                    shape=(wo * ho, kw * kh * c_in))
-        return np.asarray(one_hot @ self.matrix).reshape(wo, ho, c_out)
+                                    shape=(wo * ho, used.size))
+        return np.asarray(one_hot @ self.matrix[used]).reshape(wo, ho, c_out)
 
 
 def _exact_dtype(weight: np.ndarray) -> np.dtype:

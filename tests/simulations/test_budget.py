@@ -67,19 +67,11 @@ def test_a_run_above_the_limit_is_refused_naming_estimate_and_limit(tiny_graph):
     assert check_budget(estimate, max_memory=10**12) == []
 
 
-@pytest.fixture(scope="module")
-def bundle(tiny_checkpoint, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("budget") / "tiny-lava"
-    done = run_cli("sddpm-export", "--to", "lava", tiny_checkpoint, "-o", folder)
-    assert done.returncode == 0, done.stderr
-    return folder
-
-
 @pytest.mark.parametrize("extra", [(), ("--fixed-point",)])
-def test_simulate_refuses_a_bundle_too_large_before_compiling(bundle, tmp_path, extra):
+def test_simulate_refuses_a_bundle_too_large_before_compiling(lava_bundle, tmp_path, extra):
     out = tmp_path / "sim"
     t0 = time.perf_counter()
-    done = run_cli("sddpm", "simulate", bundle, "--max-memory", "1MB", "--out", out, *extra)
+    done = run_cli("sddpm", "simulate", lava_bundle, "--max-memory", "1MB", "--out", out, *extra)
     seconds = time.perf_counter() - t0
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -89,16 +81,16 @@ def test_simulate_refuses_a_bundle_too_large_before_compiling(bundle, tmp_path, 
     assert seconds < 60  # a compiled tiny run forks ~80 processes and takes longer
 
 
-def test_simulate_reads_the_size_before_the_bundle(bundle, tmp_path):
-    done = run_cli("sddpm", "simulate", bundle, "--max-memory", "lots", "--out", tmp_path)
+def test_simulate_reads_the_size_before_the_bundle(lava_bundle, tmp_path):
+    done = run_cli("sddpm", "simulate", lava_bundle, "--max-memory", "lots", "--out", tmp_path)
     assert done.returncode == 2 and "not a size" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_the_estimate_is_in_the_report_of_a_run(bundle, tmp_path):
+def test_the_estimate_is_in_the_report_of_a_run(lava_bundle, tmp_path):
     pytest.importorskip("lava")
     report_path = tmp_path / "sim" / "simulate.json"
-    done = run_cli("sddpm", "simulate", bundle, "--denoise-steps", "1", "--steps", "1",
+    done = run_cli("sddpm", "simulate", lava_bundle, "--denoise-steps", "1", "--steps", "1",
                    "--out", tmp_path / "sim", "--json", timeout=600)
     assert done.returncode == 0, done.stderr
     report = json.loads(report_path.read_text())

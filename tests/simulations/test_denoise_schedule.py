@@ -40,14 +40,6 @@ def test_the_first_calls_go_before_and_the_rest_after_built_once_the_first_is_dr
     assert model.after.calls == [200, 0]
 
 
-@pytest.fixture(scope="module")
-def bundle(tiny_checkpoint, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("schedule") / "tiny-lava"
-    done = run_cli("sddpm-export", "--to", "lava", tiny_checkpoint, "-o", folder)
-    assert done.returncode == 0, done.stderr
-    return folder
-
-
 def _simulate(bundle, out, *args):
     done = run_cli("sddpm", "simulate", bundle, "--out", out, "--json", *args, timeout=900)
     assert done.returncode == 0, done.stderr
@@ -55,8 +47,8 @@ def _simulate(bundle, out, *args):
 
 
 @pytest.mark.slow  # a compiled Lava network
-def test_the_last_k_steps_of_a_real_schedule_run_in_lava(bundle, tmp_path):
-    report = _simulate(bundle, tmp_path / "sim", "--denoise-steps", "2", "--steps", "5")
+def test_the_last_k_steps_of_a_real_schedule_run_in_lava(lava_bundle, tmp_path):
+    report = _simulate(lava_bundle, tmp_path / "sim", "--denoise-steps", "2", "--steps", "5")
     assert report["schedule_steps"] == 5 and report["steps_before_lava"] == 3
     assert [s["t"] for s in report["steps"]] == ddim_timesteps(1000, 5)[-2:]
     assert report["spike_mismatches"] == 0 < report["reference_spikes"]
@@ -65,8 +57,8 @@ def test_the_last_k_steps_of_a_real_schedule_run_in_lava(bundle, tmp_path):
 
 
 @pytest.mark.slow  # a compiled Lava network, every step of the schedule in fixed_pt
-def test_a_whole_image_in_lava_fixed_pt_is_the_emulations_bit_for_bit(bundle, tmp_path):
-    report = _simulate(bundle, tmp_path / "all", "--fixed-point", "--denoise-steps", "all",
+def test_a_whole_image_in_lava_fixed_pt_is_the_emulations_bit_for_bit(lava_bundle, tmp_path):
+    report = _simulate(lava_bundle, tmp_path / "all", "--fixed-point", "--denoise-steps", "all",
                        "--steps", "4", "--n", "2")
     assert report["steps_before_lava"] == 0 and report["denoise_steps"] == 4
     assert report["stream_mismatches"] == 0 and report["spike_mismatches"] == 0
@@ -74,8 +66,8 @@ def test_a_whole_image_in_lava_fixed_pt_is_the_emulations_bit_for_bit(bundle, tm
     assert report["image_max_abs_difference"] == 0.0
 
 
-def test_more_lava_steps_than_the_schedule_has_is_one_clear_error(bundle, tmp_path):
-    done = run_cli("sddpm", "simulate", bundle, "--denoise-steps", "6", "--steps", "5",
+def test_more_lava_steps_than_the_schedule_has_is_one_clear_error(lava_bundle, tmp_path):
+    done = run_cli("sddpm", "simulate", lava_bundle, "--denoise-steps", "6", "--steps", "5",
                    "--out", tmp_path)
     assert done.returncode == 2
     assert "more than the schedule's --steps 5" in done.stderr
@@ -83,8 +75,8 @@ def test_more_lava_steps_than_the_schedule_has_is_one_clear_error(bundle, tmp_pa
 
 
 @pytest.mark.slow  # a compiled Lava network
-def test_without_spike_taps_lava_is_checked_on_its_integer_stream(bundle, tmp_path):
-    report = _simulate(bundle, tmp_path / "lean", "--fixed-point", "--spike-taps", "none",
+def test_without_spike_taps_lava_is_checked_on_its_integer_stream(lava_bundle, tmp_path):
+    report = _simulate(lava_bundle, tmp_path / "lean", "--fixed-point", "--spike-taps", "none",
                        "--denoise-steps", "1", "--steps", "3")
     assert report["tapped_populations"] == [] and report["spike_mismatches"] is None
     assert report["stream_mismatches"] == 0 and report["image_max_abs_difference"] == 0.0
@@ -94,19 +86,19 @@ def test_without_spike_taps_lava_is_checked_on_its_integer_stream(bundle, tmp_pa
 
 
 @pytest.mark.slow  # two compiled Lava networks
-def test_two_runs_tapping_half_the_populations_each_compare_every_spike(bundle, tmp_path):
-    halves = [_simulate(bundle, tmp_path / f"part{k}", "--spike-taps", f"{k}/2",
+def test_two_runs_tapping_half_the_populations_each_compare_every_spike(lava_bundle, tmp_path):
+    halves = [_simulate(lava_bundle, tmp_path / f"part{k}", "--spike-taps", f"{k}/2",
                         "--denoise-steps", "1", "--steps", "3") for k in (1, 2)]
     first, second = (set(r["tapped_populations"]) for r in halves)
     assert first and second and not first & second
-    everyone = set(halves[0]["steps"][0]["firing_rate"]) | set(halves[1]["steps"][0]["firing_rate"])
-    assert everyone == first | second and len(everyone) == 23  # tiny's populations
+    compared = [set(r["steps"][0]["firing_rate"]) for r in halves]
+    assert compared == [first, second] and len(first | second) == 23  # tiny's populations
     assert all(r["spike_mismatches"] == 0 < r["reference_spikes"] for r in halves)
     assert halves[0]["lava_processes"] == halves[0]["estimate"]["processes"]
     assert halves[0]["images"] == halves[1]["images"]
 
 
-def test_a_tap_part_that_is_none_is_one_clear_error(bundle, tmp_path):
-    done = run_cli("sddpm", "simulate", bundle, "--spike-taps", "3/2", "--out", tmp_path)
+def test_a_tap_part_that_is_none_is_one_clear_error(lava_bundle, tmp_path):
+    done = run_cli("sddpm", "simulate", lava_bundle, "--spike-taps", "3/2", "--out", tmp_path)
     assert done.returncode == 2 and "expected all, none or K/M" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
