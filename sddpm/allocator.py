@@ -68,12 +68,15 @@ DEFAULT_THRESHOLD = 128 * 1024
 
 
 def release_freed_memory() -> bool:
-    """Undo :func:`keep_freed_memory` and hand the freed heap back to the OS.
+    """Hand the freed heap back to the OS; where :func:`keep_freed_memory` was in force,
+    first set both thresholds to glibc's initial 128 kB.
 
     Before a process forks hundreds of children (Lava), every page it maps costs each
     child a copy of its page table entries, and the children inherit the thresholds: a
-    kept heap is the wrong trade there. Returns whether :func:`keep_freed_memory` was in
-    force (call it again once the children are forked).
+    kept heap is the wrong trade there. glibc's dynamic mmap threshold, off since the
+    thresholds were set, stays off: the children serve allocations of 128 kB and more
+    with mmap. Returns whether :func:`keep_freed_memory` was in force (call it again
+    once the children are forked).
     """
     was_kept = _state["kept"]
     _state["kept"] = False
@@ -85,9 +88,9 @@ def release_freed_memory() -> bool:
         return was_kept
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     libc.malloc_trim.argtypes = [ctypes.c_size_t]
-    if not user_set("mmap"):
+    if was_kept and not user_set("mmap"):
         libc.mallopt(_M_MMAP_THRESHOLD, DEFAULT_THRESHOLD)
-    if not user_set("trim"):
+    if was_kept and not user_set("trim"):
         libc.mallopt(_M_TRIM_THRESHOLD, DEFAULT_THRESHOLD)
     libc.malloc_trim(0)
     return was_kept

@@ -31,14 +31,15 @@ from sddpm.errors import SddpmError
 #: the estimate is there to refuse a run before it swaps.
 PROCESS_OVERHEAD_BYTES = {"float": 19 * 2**20, "fixed": 32 * 2**20}
 #: Wall seconds a Lava step costs per process beyond its Conv arithmetic (the runtime's
-#: phase handshakes and the channels, every process sharing 2 cores): the same run,
-#: 6.15 s for 36 steps of 189 processes, less the arithmetic.
+#: phase handshakes and the channels, every process sharing 2 cores): fmnist-small with
+#: spike taps, 6.15 s for 36 steps of 189 processes, less the arithmetic.
 PROCESS_STEP_SECONDS = 0.8e-3
-#: What reading a population's spikes costs beyond its Extractor process, per tapped
-#: neuron (host channels, the Extractor's and the host's copies of every frame),
-#: measured on random-init cifar10: all 63 taps (3.4 M neurons) added 5.2 GB to a float
-#: run, half of them (1.7 M) 2.3 GB to a fixed-point one
-TAP_BYTES_PER_NEURON = 1500
+#: What reading a population's spikes costs beyond its Extractor process (counted with
+#: the processes), per tapped neuron: host channels, the Extractor's and the host's
+#: copies of every frame. Measured on random-init cifar10: all 63 taps (3.4 M neurons)
+#: added 5.2 GB to a float run, 1.25 GB of it their processes; half of them (1.7 M)
+#: 2.3 GB to a fixed-point one, 1.07 GB of it their processes: 1.16 and 0.72 kB
+TAP_BYTES_PER_NEURON = 1200
 #: fork copies the parent's page tables: 8 bytes per 4 KiB page of the parent's memory
 PAGE_TABLE_FRACTION = 8 / 4096
 #: a run warns as slow above this many minutes
@@ -99,6 +100,7 @@ class RunEstimate:
     lava_steps: int
     memory_bytes: int
     seconds: float
+    parent_bytes: int = 0  # what this process held when estimating (counted in "parent")
     parts: dict = field(default_factory=dict)  # memory by what holds it, bytes
     counts: dict = field(default_factory=dict)  # processes by kind
 
@@ -196,16 +198,20 @@ def estimate_run(graph: nir.NIRGraph, T: int, *, images: int = 1, denoise_steps:
                // max(shapes[target[c]][2], 1) for c, _ in convs)
     cores = max(len(os.sched_getaffinity(0)), 1)
     step_s = processes * PROCESS_STEP_SECONDS + macs * DENSE_S_PER_MAC / cores
-    return RunEstimate(processes=processes, lava_steps=lava_steps,
+    return RunEstimate(processes=processes, lava_steps=lava_steps, parent_bytes=parent,
                        memory_bytes=int(sum(parts.values())), seconds=lava_steps * step_s,
                        parts=parts, counts=counts)
 
 
 def check_budget(estimate: RunEstimate, max_memory: int | None = None) -> list[str]:
     """Refuse (one line) a run above ``max_memory`` bytes (default: what the machine has
-    available now); warnings for a slow one."""
-    limit = available_memory() if max_memory is None else int(max_memory)
-    source = "--max-memory" if max_memory is not None else "the machine's available memory"
+    available now, plus what this process already holds: the estimate counts it, and
+    the machine's available memory does not include it); warnings for a slow one."""
+    if max_memory is None:
+        limit = available_memory() + estimate.parent_bytes
+        source = "the machine's available memory and this process's"
+    else:
+        limit, source = int(max_memory), "--max-memory"
     if estimate.memory_bytes > limit:
         big = max(estimate.parts, key=estimate.parts.get)
         raise SddpmError(

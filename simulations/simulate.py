@@ -119,9 +119,10 @@ def tapped_populations(graph, spike_taps: str) -> list:
         k, m = (int(v) for v in str(spike_taps).split("/"))
     except ValueError:
         k = m = 0
-    if not 1 <= k <= m:
+    if not 1 <= k <= m <= len(populations):
         raise SddpmError(f"--spike-taps {spike_taps!r}: expected all, none or K/M with "
-                         "1 <= K <= M (the K-th of M parts of the populations)")
+                         f"1 <= K <= M <= {len(populations)} (the K-th of M parts of the "
+                         "populations)")
     return populations[k - 1::m]
 
 

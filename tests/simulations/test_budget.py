@@ -67,6 +67,18 @@ def test_a_run_above_the_limit_is_refused_naming_estimate_and_limit(tiny_graph):
     assert check_budget(estimate, max_memory=10**12) == []
 
 
+def test_by_default_what_this_process_holds_is_not_counted_twice(tiny_graph, monkeypatch):
+    import sddpm.simulations.budget as budget
+
+    estimate = estimate_run(tiny_graph, 4, parent_bytes=10**9)
+    # the estimate counts this process's 1 GB; the machine's available memory lacks it
+    monkeypatch.setattr(budget, "available_memory", lambda: estimate.memory_bytes - 10**9 // 2)
+    assert check_budget(estimate) == []
+    monkeypatch.setattr(budget, "available_memory", lambda: estimate.memory_bytes - 10**9 - 1)
+    with pytest.raises(SddpmError, match="available memory and this process's"):
+        check_budget(estimate)
+
+
 @pytest.mark.parametrize("extra", [(), ("--fixed-point",)])
 def test_simulate_refuses_a_bundle_too_large_before_compiling(lava_bundle, tmp_path, extra):
     out = tmp_path / "sim"
@@ -87,6 +99,7 @@ def test_simulate_reads_the_size_before_the_bundle(lava_bundle, tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a compiled Lava network
 def test_the_estimate_is_in_the_report_of_a_run(lava_bundle, tmp_path):
     pytest.importorskip("lava")
     report_path = tmp_path / "sim" / "simulate.json"
