@@ -76,7 +76,7 @@ def write_bundle(graph: nir.NIRGraph, folder, *, source: dict, weight_bits: int 
                         "vth_range": [min(fixed.vth.values()), max(fixed.vth.values())]},
         "files": {path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
                   for path in (graph_path, fixed_path)},
-        "loihi2_resources": resource_report(graph),
+        "loihi2_resources": resource_report(graph, schedule=schedule),
     }
     write_json(folder / MANIFEST, manifest)
     return folder

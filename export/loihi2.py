@@ -45,11 +45,13 @@ def load_limits(name: str = LIMITS_FILE) -> dict:
     return data
 
 
-def resource_report(graph: nir.NIRGraph, limits: dict | None = None) -> dict:
-    """Per population and in total, what the network needs of the chip (JSON-ready)."""
+def resource_report(graph: nir.NIRGraph, limits: dict | None = None,
+                    schedule=None) -> dict:
+    """Per population and in total, what the network needs of the chip (JSON-ready);
+    ``schedule`` is the graph's :func:`~sddpm.export.latency.balance` when at hand."""
     limits = limits or load_limits()
     lim = {k: v["value"] for k, v in limits["limits"].items()}
-    schedule = balance(graph)
+    schedule = schedule or balance(graph)
     preds, _ = neighbours(graph)
     rows, flags = [], []
     for name, node in graph.nodes.items():

@@ -133,6 +133,8 @@ def estimate_run(graph: nir.NIRGraph, T: int, *, images: int = 1, denoise_steps:
     Sparse matrices, the host's injectors and extractors, spike taps. ``parent_bytes``
     (default: this process now) is the parent whose page tables every child copies.
     """
+    from sddpm.export.from_checkpoint import lava_process_counts
+    from sddpm.export.graph import neighbours
     from sddpm.export.latency import balance
     from sddpm.export.nir_file import Upsample2d
     from sddpm.export.nir_to_lava import _Shapes
@@ -143,17 +145,18 @@ def estimate_run(graph: nir.NIRGraph, T: int, *, images: int = 1, denoise_steps:
     shapes = _Shapes.from_graph(graph).of
     size = {name: _neurons(s) for name, s in shapes.items()}
     item = 4 if fixed else 8  # int32 or float64 arrays and messages
-    preds = {b: [a for a, bb in graph.edges if bb == b] for b in graph.nodes}
+    preds, _ = neighbours(graph)
     populations = [n for n, node in graph.nodes.items() if isinstance(node, nir.IF)]
     # taps: every population (True), none (False), or that many of them
     tapped = len(populations) if taps is True else int(taps)
     convs = schedule.conv_instances()
     delays = {(preds[conv][0], wait) for conv, wait in convs if wait > 0}
     upsamplers = [n for n, node in graph.nodes.items() if isinstance(node, Upsample2d)]
-    counts = {"LIF": len(populations), "Conv": len(convs), "DelayLine": len(delays),
-              "Sparse (upsampling)": len(upsamplers), "Injector": len(graph.inputs),
-              "Extractor": 1 + tapped}
-    processes = sum(counts.values())
+    # the bundle's own processes, as the export counts them, and one Extractor per tap
+    counts = lava_process_counts(graph, schedule)
+    counts["extractors"] += tapped
+    counts["total"] += tapped
+    processes = counts["total"]
 
     target = {conv: t for conv, t in schedule.waits}
     kernels = sum(int(np.size(graph.nodes[c].weight)) for c in {c for c, _ in convs}) * item

@@ -178,8 +178,11 @@ def run_simulation(bundle, *, out, denoise_steps=3, steps: int = 20, n: int = 1,
         for line in [estimate.summary(), *warnings]:
             print(line, flush=True)
 
-    def references(graph):
-        """(reference, its name, the float reference and its name): built on demand."""
+    def references(graph, with_float: bool = True):
+        """(reference, its name, the float reference and its name): built on demand; in
+        fixed point without ``with_float``, the float reference is not built (None)."""
+        if fixed is not None and not with_float:
+            return FixedPointReference(graph, fixed), None, None, None
         float_reference, float_name = _reference(checkpoint, graph, manifest)
         if fixed is None:
             return float_reference, float_name, None, float_name
@@ -192,10 +195,8 @@ def run_simulation(bundle, *, out, denoise_steps=3, steps: int = 20, n: int = 1,
     # Lava forks one process per Lava process from this one: while it runs, this process
     # holds the Lava network and the host side, not the graph or a reference model
     box: dict = {"graph": graph}
-    first = None
-    if S > K:  # the reference of the Lava run alone, not the float one beside it
-        first = _first_steps(FixedPointReference(graph, fixed) if fixed is not None
-                             else _reference(checkpoint, graph, manifest)[0])
+    # the reference of the Lava run alone, not the float one beside it
+    first = _first_steps(references(graph, with_float=False)[0]) if S > K else None
     del graph
 
     def lava_predictor():

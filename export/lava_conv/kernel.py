@@ -67,20 +67,17 @@ class SpikeConv:
         Lava's kernel ``(C_out, kw, kh, C_in)`` (float, or integers for ``fixed_pt``).
     geometry : ConvGeometry
         Input shape, stride and padding (kernel and channels must match ``weight``).
-    mode : str
-        ``"auto"`` picks per call, from the number of spikes, whichever product the cost
-        model says is cheaper; ``"dense"`` or ``"events"`` forces one.
+
+    Each call takes whichever product the cost model says is cheaper for its number of
+    spikes; :meth:`dense` and :meth:`events` compute one of them directly.
     """
 
-    def __init__(self, weight: np.ndarray, geometry: ConvGeometry, mode: str = "auto"):
-        if mode not in ("auto", "dense", "events"):
-            raise ValueError(f"mode {mode!r}: expected auto, dense or events")
+    def __init__(self, weight: np.ndarray, geometry: ConvGeometry):
         c_out, kw, kh, c_in = weight.shape
         if (kw, kh) != tuple(geometry.kernel) or c_in != geometry.input_shape[2] \
                 or c_out != geometry.out_channels:
             raise ValueError(f"kernel {weight.shape} does not fit {geometry}")
         self.geometry = geometry
-        self.mode = mode
         # Lava's kernel as a (kw kh C_in, C_out) matrix: a transposed view of the kernel,
         # no copy of a float64 one (hundreds of processes each hold one kernel, not two).
         # Lava convolves, so tap (i, j) reads the padded input at offset (kw-1-i,
@@ -96,8 +93,6 @@ class SpikeConv:
 
     def choose(self, spikes: int) -> str:
         """The product the cost model prefers for a call with ``spikes`` active inputs."""
-        if self.mode != "auto":
-            return self.mode
         cheaper = EVENT_SETUP_S + self._event_s * spikes < self._dense_s
         return "events" if cheaper else "dense"
 

@@ -25,23 +25,23 @@ from sddpm.export.lava_conv.kernel import ConvGeometry, SpikeConv, signed_clamp
 class _SpikeConvStep:
     """The step of Lava's ``AbstractPyConvModel`` with a one-product convolution."""
 
-    #: "auto", "dense" or "events" (see :class:`SpikeConv`); set on a subclass to force
-    mode = "auto"
-
     def _kernel(self):
+        """The :class:`SpikeConv` of this process, built on the first step (in the forked
+        process, from its Vars); False where groups or dilation need Lava's arithmetic."""
         if getattr(self, "_conv", None) is None:
             # Lava forks one OS process per process model: one BLAS thread each, or
             # hundreds of them fight over the cores
             from threadpoolctl import threadpool_limits
 
             threadpool_limits(1)
-            plain = int(self.groups[0]) == 1 and np.all(self.dilation == 1)
-            self._conv = SpikeConv(self.weight, ConvGeometry(
-                input_shape=tuple(self.s_in.shape), kernel=tuple(int(k) for k in
-                                                                 self.kernel_size),
-                stride=tuple(int(s) for s in self.stride),
-                padding=tuple(int(p) for p in self.padding),
-                out_channels=int(self.weight.shape[0])), mode=self.mode) if plain else False
+            self._conv = False
+            if int(self.groups[0]) == 1 and np.all(self.dilation == 1):
+                geometry = ConvGeometry(input_shape=tuple(self.s_in.shape),
+                                        kernel=tuple(int(k) for k in self.kernel_size),
+                                        stride=tuple(int(s) for s in self.stride),
+                                        padding=tuple(int(p) for p in self.padding),
+                                        out_channels=int(self.weight.shape[0]))
+                self._conv = SpikeConv(self.weight, geometry)
         return self._conv
 
     def run_spk(self) -> None:

@@ -40,8 +40,8 @@ def test_the_estimate_counts_the_processes_the_network_builds(tiny_graph, taps):
     estimate = estimate_run(tiny_graph, 4, taps=taps if isinstance(taps, bool) else len(taps))
     network = LavaNetwork(tiny_graph, 4, tap_spikes=taps)  # built, never compiled
     assert estimate.processes == len(network.processes)
-    assert estimate.counts["Conv"] == len(network._convs)
-    assert estimate.counts["DelayLine"] == len(network._delayed)
+    assert estimate.counts["conv"] == len(network._convs)
+    assert estimate.counts["delay_lines"] == len(network._delayed)
 
 
 def test_the_estimate_grows_with_what_the_run_holds(tiny_graph):
