@@ -11,6 +11,7 @@ import sys
 
 from sddpm.allocator import keep_freed_memory
 from sddpm.command_line import OneLineParser, run_command
+from sddpm.commands import THRESHOLD_HELP, threshold_option
 from sddpm.errors import SddpmError
 from sddpm.export.from_checkpoint import DTYPES, export_to_lava, export_to_nir
 
@@ -32,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "batch norms to the last bit, to compare with the torch model in "
                         "float64 spike for spike)")
     p.add_argument("--no-ema", action="store_true", help="export the raw, not the EMA, weights")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="threshold guidance: export every IF neuron with this threshold")
+    p.add_argument("--threshold", default=None, metavar="T|MAP",
+                   help="export with threshold guidance; " + THRESHOLD_HELP)
     p.add_argument("--weight-bits", type=int, default=None,
                    help="lava: signed weight width of the bundle's fixed-point parameters "
                         "(default 8, what Loihi 2 holds; 2 to 8)")
@@ -69,7 +70,7 @@ def _print_summary(s: dict) -> None:
 
 
 def _export(args) -> None:
-    common = dict(output=args.output, use_ema=not args.no_ema, threshold=args.threshold)
+    common = dict(output=args.output, use_ema=not args.no_ema, threshold=threshold_option(args))
     if args.to == "nir":
         if args.weight_bits is not None:
             raise SddpmError("--weight-bits is for --to lava (a NIR file holds the float "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from sddpm.command_line import positive_float, positive_int
+from sddpm.command_line import positive_int
+from sddpm.commands import THRESHOLD_HELP, threshold_option
 from sddpm.errors import SddpmError
 
 
@@ -20,8 +21,8 @@ def add_energy(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=50, help="DDIM steps")
     p.add_argument("--n", type=positive_int, default=8, help="images sampled while profiling")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threshold", type=positive_float, default=None,
-                   help="threshold guidance while profiling")
+    p.add_argument("--threshold", default=None, metavar="T|MAP",
+                   help="threshold guidance while profiling; " + THRESHOLD_HELP)
     p.add_argument("--profile", default=None, help="price a saved profile.h5 instead")
     p.add_argument("--out", default=None, help="folder for profile, tables and plots")
     p.add_argument("--reproduce-table3", action="store_true",
@@ -67,7 +68,7 @@ def run_energy(args) -> None:
         if checkpoint is None:
             raise SddpmError("give a checkpoint to profile, or --profile FILE.h5")
         profile = profile_checkpoint(checkpoint, sampler=args.sampler, steps=args.steps,
-                                     n=args.n, seed=args.seed, threshold=args.threshold,
+                                     n=args.n, seed=args.seed, threshold=threshold_option(args),
                                      progress=not args.json,
                                      require_snn=args.reproduce_table3)
     if args.reproduce_table3:
@@ -107,7 +108,7 @@ def _run_compare(args) -> None:
     out = writable_folder(args.out, "--out") if args.out else None
     result = compare_checkpoint(args.checkpoint, ann=args.ann, sampler=args.sampler,
                                 steps=args.steps, n=args.n, seed=args.seed,
-                                threshold=args.threshold, progress=not args.json)
+                                threshold=threshold_option(args), progress=not args.json)
     written = []
     if out:
         from sddpm.hardware.reports import write_compare

@@ -289,7 +289,7 @@ def profile_checkpoint(path, *, sampler: str = "ddim", steps: int | None = 50, n
             "trained_steps": int(payload.get("step", 0)), "threshold": threshold or 1.0,
             "source": "torch"}
     profile, _ = profile_sampling(model, diffusion, config, n=n, sampler=sampler,
-                                  steps=steps if sampler == "ddim" else None, seed=seed,
+                                  steps=steps, seed=seed,
                                   progress=progress, meta=meta,
                                   probes=probes(model, payload) if probes else ())
     return profile

@@ -17,15 +17,19 @@ from sddpm.hardware.spike_profile import SpikeProfile
 
 
 def energy_per_image(path, *, sampler: str = "ddim", steps: int | None = 50, n: int = 4,
-                     seed: int = 0, hardware: str = "45nm-fp32") -> dict:
-    """mJ per generated image under each convention, from ``n`` profiled images."""
+                     seed: int = 0, hardware: str = "45nm-fp32", threshold=None) -> dict:
+    """mJ per generated image under each convention, from ``n`` profiled images, and the
+    network calls per image the sampler made (a second-order solver's extra calls
+    counted from the run, not assumed)."""
     from sddpm.hardware.profiler import profile_checkpoint
 
     costs = load_hardware_costs(hardware)
     profile = profile_checkpoint(path, sampler=sampler, steps=steps, n=n, seed=seed,
-                                 progress=False)
-    return {f"energy_{c}_mJ_per_image": energy_report(profile, costs, c).per_image_mj
-            for c in CONVENTIONS}
+                                 threshold=threshold, progress=False)
+    out = {f"energy_{c}_mJ_per_image": energy_report(profile, costs, c).per_image_mj
+           for c in CONVENTIONS}
+    out["network_calls"] = len(profile.diffusion_t)
+    return out
 
 
 def write_layer_csv(report, path) -> Path:

@@ -1,122 +1,291 @@
-"""Sampler sweep: classifier-FID/KID and energy per generated image, DDPM-1000 vs DDIM-k.
+"""Sampler sweep: classifier-FID/KID with bootstrap intervals and energy per image.
 
-For each checkpoint and sampler, samples ``--n`` images from the same seed and measures
-them (``sddpm eval``'s metrics), and profiles ``--profile-n`` images with the same
-sampler for the energy per image (45 nm fp32, 'paper' and 'strict'; ``sddpm energy``).
-Writes a CSV/JSON table and a quality-against-energy plot (the Pareto front marked).
-Resumable: rows already in ``OUT/samplers.json`` for the same checkpoint, sampler,
-``--n``, seed, ``--batch`` and ``--profile-n`` are kept and not sampled again, so a
-stopped sweep picks up where it was. The JSON keeps rows of other settings too; the CSV
-and the plot show this run's.
+For each checkpoint and sampler row (``ddpm-1000``, ``ddim-K``, ``dpm-solver++-K``,
+``unipc-K``... any name ``sddpm sample --sampler`` takes, then its steps), samples images
+from the same seed (so every row starts from the same noise), keeps them under
+``OUT/images/``, measures them and profiles ``--profile-n`` images with the same sampler
+for the energy per image (45 nm fp32, 'paper' and 'strict'; the sampler's real number
+of network calls). A row may carry threshold guidance after an ``@``:
+``dpm-solver++-10@0.998`` or ``dpm-solver++-10@up.json`` (a per-population map, as
+``--threshold`` takes; spiking models only).
 
-    python scripts/sweep_samplers.py [CKPT ...] [--samplers ddpm-1000 ddim-10 ddim-20
-        ddim-50 ddim-100] [--n 200] [--out runs/sweeps/samplers]
+Resumable and extendable: images are kept batch by batch (batch ``i`` is seed + i), so a
+stopped run, or a later one with a larger ``--n``, samples only the batches missing;
+energies and metrics are cached. ``--sample-only`` samples and stops (run DDPM-1000
+that way in the background beside the rest); the table run measures what is there.
+
+FID depends on the number of images (it is biased upward at small n), so the rows are
+compared at one ``--eval-n``: by default the fewest images any row of this run has.
+KID is unbiased; it is also given at each row's full count. Intervals: 95% normal
+bootstrap (``sddpm.fid_kid.bootstrap_intervals``).
+
+    python scripts/sweep_samplers.py [CKPT ...] [--samplers ddpm-1000 ddim-10 ...]
+        [--n 200] [--batch 50] [--out runs/sweeps/samplers]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
+import numpy as np
 from sweep_table import load_rows, save_rows, write_csv
+from tqdm.auto import tqdm
 
 from sddpm.allocator import keep_freed_memory
 from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.errors import SddpmError
-from sddpm.evaluation import evaluate_checkpoint
-from sddpm.files import save_figure
+from sddpm.files import atomic_path, save_figure
 
-DEFAULT_SAMPLERS = ["ddpm-1000", "ddim-10", "ddim-20", "ddim-50", "ddim-100"]
-
-
-def parse_sampler(text: str) -> tuple[str, int]:
-    name, _, steps = text.partition("-")
-    if name not in ("ddpm", "ddim") or not steps.isdigit() or int(steps) < 1:
-        raise SddpmError(f"sampler {text!r}: expected ddpm-1000 or ddim-K")
-    return name, int(steps)
+DEFAULT_SAMPLERS = ["ddpm-1000", "ddim-10", "ddim-20", "ddim-50", "ddim-100",
+                    "dpm-solver++-5", "dpm-solver++-10", "dpm-solver++-20", "unipc-10"]
 
 
-def pareto(rows: list) -> list:
-    """Rows no other row beats on both energy per image and FID."""
-    return [r for r in rows if not any(
-        o["energy_paper_mJ_per_image"] <= r["energy_paper_mJ_per_image"] and o["fid"] <= r["fid"]
-        and o is not r and (o["energy_paper_mJ_per_image"], o["fid"])
-        != (r["energy_paper_mJ_per_image"], r["fid"]) for o in rows)]
+def parse_row(text: str) -> dict:
+    """``SAMPLER-STEPS[@THRESHOLD]`` -> its parts (one-line error if malformed)."""
+    from sddpm.diffusion import SAMPLERS
+
+    spec, _, threshold = text.partition("@")
+    name, _, steps = spec.rpartition("-")
+    if name not in SAMPLERS or not steps.isdigit() or int(steps) < 1:
+        raise SddpmError(f"sampler row {text!r}: expected SAMPLER-STEPS[@THRESHOLD] with "
+                         f"SAMPLER one of {', '.join(SAMPLERS)} (e.g. dpm-solver++-10)")
+    if name == "ddpm" and int(steps) != 1000:
+        raise SddpmError(f"{text!r}: our DDPM runs all 1000 steps; use diffusers-ddpm-{steps}")
+    tag = Path(threshold).stem if threshold.endswith(".json") else re.sub(
+        r"[^A-Za-z0-9.=_+-]+", "", threshold.replace(":", "="))
+    label = spec if not threshold else f"{spec}@{tag}"
+    return {"label": label, "sampler": name, "steps": int(steps),
+            "threshold_spec": threshold or None}
+
+
+class RowImages:
+    """One row's images on disk, batch by batch: ``seed{s}-b{B}-{i:04d}.npy``."""
+
+    def __init__(self, folder: Path, seed: int, batch: int):
+        self.folder, self.seed, self.batch = folder, seed, batch
+
+    def path(self, i: int) -> Path:
+        return self.folder / f"seed{self.seed}-b{self.batch}-{i:04d}.npy"
+
+    def count(self) -> int:
+        i = 0
+        while self.path(i).is_file():
+            i += 1
+        return i * self.batch
+
+    def load(self, n: int):
+        import torch
+
+        chunks = [np.load(self.path(i)) for i in range(-(-n // self.batch))]
+        return torch.from_numpy(np.concatenate(chunks)[:n])
+
+    def save(self, i: int, images) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path(i)) as tmp, open(tmp, "wb") as f:
+            np.save(f, images.numpy().astype(np.float32))
+
+
+def sample_row(checkpoint: str, row: dict, images: RowImages, n: int, threshold) -> None:
+    """Sample the batches of ``row`` that ``images`` lacks, up to ``n`` images."""
+    from sddpm.diffusion import GaussianDiffusion
+    from sddpm.presets import ModelConfig
+    from sddpm.sampling import model_from_checkpoint, sample_images
+
+    have = images.count()
+    if have >= n:
+        return
+    model, payload = model_from_checkpoint(checkpoint, threshold=threshold)
+    config = ModelConfig.from_dict(payload["model_config"])
+    diffusion = GaussianDiffusion(config.diffusion_steps)
+    batches = range(have // images.batch, -(-n // images.batch))
+    for i in tqdm(batches, desc=f"{payload['arch']} {row['label']}: batches of "
+                                f"{images.batch}"):
+        batch = sample_images(model, diffusion, config, n=images.batch,
+                              sampler=row["sampler"], steps=row["steps"],
+                              seed=images.seed + i, batch=images.batch, progress=False)
+        images.save(i, batch)
+
+
+def pareto(rows: list, quality: str = "fid") -> list:
+    """Rows no other row of the same network beats on both energy per image and quality."""
+    def beats(o, r):
+        return (o["arch"] == r["arch"] and o is not r
+                and o["energy_paper_mJ_per_image"] <= r["energy_paper_mJ_per_image"]
+                and o[quality] <= r[quality]
+                and (o["energy_paper_mJ_per_image"], o[quality])
+                != (r["energy_paper_mJ_per_image"], r[quality]))
+    return [r for r in rows if not any(beats(o, r) for o in rows)]
+
+
+def frontier_summary(rows: list) -> list:
+    """Per network: the cheapest row whose FID interval overlaps DDPM-1000's."""
+    out = []
+    for arch in sorted({r["arch"] for r in rows}):
+        mine = [r for r in rows if r["arch"] == arch]
+        base = [r for r in mine if r["label"] == "ddpm-1000"]
+        if not base:
+            continue
+        base = base[0]
+        overlapping = [r for r in mine if r is not base and r["fid_ci_low"] <= base["fid_ci_high"]
+                       and r["fid_ci_high"] >= base["fid_ci_low"]]
+        if not overlapping:
+            out.append({"arch": arch, "row": None, "images": base["images"]})
+            continue
+        best = min(overlapping, key=lambda r: r["network_calls"])
+        out.append({"arch": arch, "row": best["label"], "network_calls": best["network_calls"],
+                    "images": base["images"], "fid": best["fid"],
+                    "fid_interval": [best["fid_ci_low"], best["fid_ci_high"]],
+                    "ddpm_fid": base["fid"],
+                    "ddpm_fid_interval": [base["fid_ci_low"], base["fid_ci_high"]],
+                    "energy_ratio_paper": base["energy_paper_mJ_per_image"]
+                    / best["energy_paper_mJ_per_image"],
+                    "energy_ratio_strict": base["energy_strict_mJ_per_image"]
+                    / best["energy_strict_mJ_per_image"]})
+    return out
 
 
 def plot(rows: list, path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.5, 4))
+    fig = Figure(figsize=(7.5, 4.5))
     ax = fig.subplots()
-    for arch in sorted({r["arch"] for r in rows}):
+    front = {id(r) for r in pareto(rows)}
+    for arch, colour in zip(sorted({r["arch"] for r in rows}), ("C0", "C1", "C2")):
         mine = sorted((r for r in rows if r["arch"] == arch),
                       key=lambda r: r["energy_paper_mJ_per_image"])
-        ax.plot([r["energy_paper_mJ_per_image"] for r in mine], [r["fid"] for r in mine],
-                marker="o", label=arch.upper())
+        x = [r["energy_paper_mJ_per_image"] for r in mine]
+        y = [r["fid"] for r in mine]
+        err = [[r["fid"] - r["fid_ci_low"] for r in mine],
+               [r["fid_ci_high"] - r["fid"] for r in mine]]
+        ax.errorbar(x, y, yerr=err, fmt="none", ecolor=colour, alpha=0.5, capsize=2)
+        ax.scatter(x, y, color=colour, label=f"{arch.upper()} (filled: Pareto front)",
+                   facecolors=[colour if id(r) in front else "none" for r in mine])
+        on = [r for r in mine if id(r) in front]
+        ax.plot([r["energy_paper_mJ_per_image"] for r in on], [r["fid"] for r in on],
+                color=colour, ls=":", lw=1)
         for r in mine:
-            ax.annotate(r["label"], (r["energy_paper_mJ_per_image"], r["fid"]), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
-    front = sorted(pareto(rows), key=lambda r: r["energy_paper_mJ_per_image"])
-    ax.plot([r["energy_paper_mJ_per_image"] for r in front], [r["fid"] for r in front],
-            color="k", ls=":", lw=1, label="Pareto front")
+            ax.annotate(r["label"], (r["energy_paper_mJ_per_image"], r["fid"]), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("energy per generated image, mJ (45 nm fp32, 'paper')")
-    ax.set_ylabel("classifier-FID")
+    ax.set_ylabel("classifier-FID (95% bootstrap interval)")
     ax.set_title(f"Quality against energy, {rows[0]['images']} images per point")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path, dpi=110)
+    save_figure(fig, path, dpi=120)
 
 
 def main() -> None:
+    from sddpm.evaluation import DEFAULT_CLASSIFIER, evaluate_images
     from sddpm.hardware.reports import energy_per_image
+    from sddpm.neurons import parse_threshold
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="*", default=[str(SHIPPED_CHECKPOINT)])
-    parser.add_argument("--samplers", nargs="+", default=DEFAULT_SAMPLERS)
-    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--samplers", nargs="+", default=DEFAULT_SAMPLERS,
+                        metavar="SAMPLER-STEPS[@THRESHOLD]")
+    parser.add_argument("--n", type=int, default=200, help="images per row")
+    parser.add_argument("--eval-n", type=int, default=None,
+                        help="images every row is measured on (default: the fewest any "
+                             "row of this run has)")
+    parser.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples")
     parser.add_argument("--profile-n", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch", type=int, default=100,
+    parser.add_argument("--batch", type=int, default=50,
                         help="images sampled at once (memory against speed)")
+    parser.add_argument("--sample-only", action="store_true",
+                        help="sample the missing batches and stop (no energy, no table)")
     parser.add_argument("--out", default="runs/sweeps/samplers")
     args = parser.parse_args()
     keep_freed_memory()
-    samplers = [parse_sampler(s) for s in dict.fromkeys(args.samplers)]
+    specs = [parse_row(s) for s in dict.fromkeys(args.samplers)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = out / "samplers.json"
-    done = load_rows(table)
-    rows = []
+    jobs = []
     for checkpoint in dict.fromkeys(str(Path(c).resolve()) for c in args.checkpoints):
-        for name, steps in samplers:
-            label = f"{name}-{steps}"
-            # everything the images and the energy depend on (batch i samples seed + i)
-            key = (checkpoint, label, args.n, args.seed, args.batch, args.profile_n)
-            kept = [r for r in done if (r["checkpoint"], r["label"], r["images"], r["seed"],
-                                        r.get("batch"), r.get("profile_n")) == key]
-            if kept:
-                rows.append(kept[0])
-                print(f"{kept[0]['arch']} {label}: kept from {table}", flush=True)
-                continue
-            r = evaluate_checkpoint(checkpoint, n=args.n, sampler=name, steps=steps,
-                                    seed=args.seed, batch=args.batch, progress=True)
-            r.update(energy_per_image(checkpoint, sampler=name, steps=steps,
-                                      n=args.profile_n, seed=args.seed))
-            r.update(label=label, batch=args.batch, profile_n=args.profile_n)
-            rows.append(r)
-            print(f"{r['arch']} {r['label']}: classifier-FID {r['fid']:.3f}, KID "
-                  f"{r['kid_mean']:.4f} +- {r['kid_std']:.4f}, "
-                  f"{r['energy_paper_mJ_per_image']:.2f} mJ per image ('paper'), "
-                  f"{r['seconds']} s", flush=True)
-            save_rows(table, [d for d in done if d not in rows] + rows)
+        arch = _arch(checkpoint)
+        for row in specs:
+            if row["threshold_spec"] and arch != "snn":
+                continue  # threshold guidance moves spiking thresholds only
+            threshold = parse_threshold(row["threshold_spec"]) if row["threshold_spec"] else None
+            folder = out / "images" / f"{arch}-{Path(checkpoint).stem}" / row["label"]
+            jobs.append((checkpoint, arch, row, threshold,
+                         RowImages(folder, args.seed, args.batch)))
+    for checkpoint, arch, row, threshold, images in jobs:
+        sample_row(checkpoint, row, images, args.n, threshold)
+    if args.sample_only:
+        print(f"sampled {args.n} images per row into {out / 'images'}")
+        return
+
+    energy_cache = out / "energy.json"
+    metric_cache = out / "metrics.json"
+    energies, metrics = load_rows(energy_cache) or {}, load_rows(metric_cache) or {}
+    counts = [images.count() for *_, images in jobs]
+    eval_n = args.eval_n or min(counts)
+    if eval_n < 3 or eval_n > min(counts):
+        raise SddpmError(f"--eval-n {eval_n}: every row needs that many images (the fewest "
+                         f"has {min(counts)}); rerun with --n {eval_n} or lower --eval-n")
+    rows = []
+    for (checkpoint, arch, row, threshold, images), have in zip(jobs, counts):
+        key = f"{checkpoint}|{row['label']}|{args.seed}|{args.profile_n}"
+        if key not in energies:
+            energies[key] = energy_per_image(checkpoint, sampler=row["sampler"],
+                                             steps=row["steps"], n=args.profile_n,
+                                             seed=args.seed, threshold=threshold)
+            save_rows(energy_cache, energies)
+        measured = {}
+        for n, tag in ((eval_n, ""), (have, "_full")):
+            mkey = f"{checkpoint}|{row['label']}|{args.seed}|{args.batch}|{n}|{args.bootstrap}"
+            if mkey not in metrics:
+                metrics[mkey] = evaluate_images(images.load(n), DEFAULT_CLASSIFIER,
+                                                bootstrap=args.bootstrap)
+                save_rows(metric_cache, metrics)
+            m = metrics[mkey]
+            measured.update({f"{k}{tag}": m[k] for k in
+                             ("fid", "fid_ci_low", "fid_ci_high", "kid_mean", "kid_ci_low",
+                              "kid_ci_high")})
+        r = {"checkpoint": checkpoint, "arch": arch, "label": row["label"],
+             "sampler": row["sampler"], "sampler_steps": row["steps"],
+             "threshold": row["threshold_spec"], "images": eval_n, "images_full": have,
+             "seed": args.seed, "batch": args.batch, "bootstrap": args.bootstrap,
+             "profile_n": args.profile_n, **energies[key], **measured}
+        rows.append(r)
+        print(f"{arch} {row['label']}: {r['network_calls']} calls, classifier-FID "
+              f"{r['fid']:.2f} [{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}] at {eval_n} "
+              f"images, KID {r['kid_mean_full']:.3f} at {have}, "
+              f"{r['energy_paper_mJ_per_image']:.2f} mJ per image ('paper')", flush=True)
+    save_rows(out / "samplers.json", rows)
     write_csv(out / "samplers.csv", rows,
-              ["arch", "label", "fid", "kid_mean", "kid_std", "energy_paper_mJ_per_image",
-               "energy_strict_mJ_per_image", "images", "seed", "seconds", "checkpoint"])
+              ["arch", "label", "network_calls", "images", "fid", "fid_ci_low", "fid_ci_high",
+               "kid_mean", "kid_ci_low", "kid_ci_high", "images_full", "fid_full",
+               "fid_ci_low_full", "fid_ci_high_full", "kid_mean_full", "kid_ci_low_full",
+               "kid_ci_high_full", "energy_paper_mJ_per_image", "energy_strict_mJ_per_image",
+               "threshold", "seed", "checkpoint"])
+    summary = frontier_summary(rows)
+    save_rows(out / "frontier.json", summary)
+    for s in summary:
+        if s["row"] is None:
+            print(f"{s['arch']}: no row's FID interval overlaps DDPM-1000's at {s['images']} "
+                  "images")
+        else:
+            print(f"{s['arch']}: fewest network calls whose FID interval overlaps DDPM-1000's "
+                  f"({s['images']} images): {s['row']}, {s['energy_ratio_paper']:.1f}x less "
+                  f"energy per image ('paper'), {s['energy_ratio_strict']:.1f}x ('strict')")
     plot(rows, out / "samplers.png")
-    print(f"wrote {out}/samplers.csv, .json, .png")
+    print(f"wrote {out}/samplers.csv, .json, .png and frontier.json")
+
+
+def _arch(checkpoint: str) -> str:
+    from sddpm.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint, verify=False)["arch"]
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from sddpm.command_line import run_command
+
+    sys.exit(run_command("sweep_samplers.py", main))

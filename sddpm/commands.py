@@ -13,10 +13,18 @@ import json
 from pathlib import Path
 
 from sddpm.command_line import positive_float, positive_int
+from sddpm.sampler_table import SCHEDULERS
 from sddpm.errors import SddpmError
 from sddpm.files import atomic_path, readable_file
 from sddpm.outputs import writable_file
 from sddpm.presets import ARCHS, PRESETS
+
+SAMPLER_HELP = ("ddpm (ours, all 1000 steps), ddim (ours), or diffusers' "
+                + ", ".join(SCHEDULERS))
+THRESHOLD_HELP = ("threshold guidance: one threshold for every IF neuron (0.998), or a "
+                  "JSON map of population patterns to thresholds, as a file or inline "
+                  "('{\"up.*\": 0.998}'); unmatched populations keep 1.0")
+STEPS_HELP = "denoising steps of every sampler but ddpm (a second-order one calls more)"
 
 
 def add_train(sub) -> None:
@@ -57,15 +65,21 @@ def run_train(args) -> None:
               f"last loss {loss:.4f}; checkpoint {Path(config.out) / 'last.pt'}")
 
 
+def threshold_option(args):
+    """``--threshold`` parsed (a number or a map), ``None`` when not given."""
+    from sddpm.neurons import parse_threshold
+
+    return None if args.threshold is None else parse_threshold(args.threshold)
+
+
 def add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate images from a checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("--n", type=positive_int, default=64, help="number of images")
-    p.add_argument("--sampler", default="ddpm", help="ddpm (all steps) or ddim")
-    p.add_argument("--steps", type=positive_int, default=50, help="DDIM steps")
+    p.add_argument("--sampler", default="ddpm", help=SAMPLER_HELP)
+    p.add_argument("--steps", type=positive_int, default=50, help=STEPS_HELP)
     p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity")
-    p.add_argument("--threshold", type=positive_float, default=None,
-                   help="threshold guidance: one threshold for every IF neuron")
+    p.add_argument("--threshold", default=None, metavar="T|MAP", help=THRESHOLD_HELP)
     p.add_argument("--neuron", default=None, help="run with another neuron backend")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=positive_int, default=64, help="images per forward pass")
@@ -90,7 +104,7 @@ def run_sample(args) -> None:
     images, _, _ = sample_checkpoint(
         args.checkpoint, n=args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
         seed=args.seed, batch=args.batch, device=resolve_device(args.device, 0),
-        use_ema=not args.no_ema, neuron=args.neuron, threshold=args.threshold)
+        use_ema=not args.no_ema, neuron=args.neuron, threshold=threshold_option(args))
     print(f"wrote {save_grid(images, grid_path)}")
     if npz_path:
         with atomic_path(npz_path) as tmp, open(tmp, "wb") as f:
@@ -194,10 +208,12 @@ def add_eval(sub) -> None:
     p.add_argument("--metric", nargs="+", default=["fid", "kid"],
                    help="fid and/or kid; 'is' as well with --inception-weights")
     p.add_argument("--n", type=positive_int, default=1000, help="images generated")
-    p.add_argument("--sampler", default="ddim", help="ddpm (all steps) or ddim")
-    p.add_argument("--steps", type=positive_int, default=50, help="DDIM steps")
-    p.add_argument("--threshold", type=positive_float, default=None,
-                   help="threshold guidance: one threshold for every IF neuron")
+    p.add_argument("--sampler", default="ddim", help=SAMPLER_HELP)
+    p.add_argument("--steps", type=positive_int, default=50, help=STEPS_HELP)
+    p.add_argument("--bootstrap", type=positive_int, default=None, metavar="N",
+                   help="95%% intervals of FID and KID from N bootstrap resamples of the "
+                        "generated images (500 is usual)")
+    p.add_argument("--threshold", default=None, metavar="T|MAP", help=THRESHOLD_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=positive_int, default=250, help="images per forward pass")
     p.add_argument("--classifier", default=None,
@@ -219,19 +235,22 @@ def run_eval(args) -> None:
 
     out = writable_file(args.out, (".json",)) if args.out else None
     result = evaluate_checkpoint(args.checkpoint, n=args.n, sampler=args.sampler,
-                                 steps=args.steps, threshold=args.threshold, seed=args.seed,
+                                 steps=args.steps, threshold=threshold_option(args), seed=args.seed,
                                  batch=args.batch, classifier=args.classifier,
                                  metrics=args.metric, data_dir=args.data_dir,
                                  inception_weights=args.inception_weights,
-                                 real_n=args.real_n, progress=not args.json)
+                                 real_n=args.real_n, bootstrap=args.bootstrap or 0,
+                                 progress=not args.json)
     if out:
         save_result(result, out)
     if args.json:
         print(json.dumps(result, indent=2))
         return
     kind = "Inception" if args.inception_weights else "classifier"
-    parts = [f"{kind}-FID {result['fid']:.3f}" if "fid" in result else "",
-             f"{kind}-KID {result['kid_mean']:.5f} +- {result['kid_std']:.5f}"
+    ci = (lambda m: f" [{result[m + '_ci_low']:.3f}, {result[m + '_ci_high']:.3f}]"
+          if m + "_ci_low" in result else "")
+    parts = [f"{kind}-FID {result['fid']:.3f}{ci('fid')}" if "fid" in result else "",
+             f"{kind}-KID {result['kid_mean']:.5f} +- {result['kid_std']:.5f}{ci('kid')}"
              if "kid_mean" in result else "",
              f"IS {result['is_mean']:.3f} +- {result['is_std']:.3f}"
              if "is_mean" in result else ""]
@@ -245,4 +264,5 @@ def run_eval(args) -> None:
         where = (f"feature extractor: {result['feature_extractor']}, test accuracy "
                  f"{result['classifier_test_accuracy']:.4f}; not comparable to Inception FIDs")
     print(f"{result['arch']} {result['preset']}, {args.n} images ({result['sampler']}-"
-          f"{result['sampler_steps']}): {', '.join(p for p in parts if p)} ({where})")
+          f"{result['sampler_steps']}, {result['network_calls']} network calls each): "
+          f"{', '.join(p for p in parts if p)} ({where})")

@@ -1,5 +1,9 @@
 """Gaussian diffusion (Ho et al. 2020): schedule, training loss, DDPM and DDIM samplers.
 
+Our own DDPM and DDIM live here; the other samplers (DPM-Solver++, UniPC, ...) are
+diffusers' schedulers driven by :mod:`sddpm.diffusers_samplers`, and the two DDIMs and
+DDPMs are checked against each other step for step.
+
 Names follow the papers: ``betas``, ``alphas_bar``; ``x_0`` data, ``x_t`` noisy data,
 ``eps`` the noise. The network is any ``model(x_t [B, C, H, W], t [B]) -> eps``.
 """
@@ -12,9 +16,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sddpm.diffusers_samplers import call_timesteps, make_scheduler, sample_with_scheduler
 from sddpm.errors import SddpmError
+from sddpm.sampler_table import OWN_SAMPLERS, SCHEDULERS, default_steps
 
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = OWN_SAMPLERS + tuple(SCHEDULERS)
 
 
 class GaussianDiffusion(nn.Module):
@@ -79,6 +85,22 @@ def ddim_timesteps(num_steps: int, k: int) -> list[int]:
     return sorted({int(round(i * stride)) for i in range(k)}, reverse=True)
 
 
+def call_schedule(diffusion: "GaussianDiffusion", sampler: str,
+                  steps: int | None = None) -> list[int]:
+    """The diffusion step of every network call ``sampler`` makes, in order.
+
+    Its length is the number of noise-network forwards per image (a second-order
+    solver's extra calls included), read from the sampler itself.
+    """
+    check_sampler(sampler)
+    if sampler == "ddpm":
+        return list(range(diffusion.num_steps - 1, -1, -1))
+    if sampler == "ddim":
+        return ddim_timesteps(diffusion.num_steps, steps or 50)
+    return call_timesteps(make_scheduler(sampler, diffusion, steps or default_steps(sampler)),
+                          sampler)
+
+
 @torch.no_grad()
 def sample(
     model: Callable,
@@ -91,16 +113,25 @@ def sample(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    dtype: torch.dtype = torch.float32,
+    trajectory: list | None = None,
 ) -> torch.Tensor:
     """Generate ``shape = (B, C, H, W)`` images in [-1, 1].
 
     ``ddpm``: Algorithm 2 with the fixed-large variance, x_0 clipped to [-1, 1], over
     all steps. ``ddim``: ``steps`` evenly spaced steps with stochasticity ``eta``.
-    The result depends only on the model and ``seed``.
+    Any other name in :data:`SAMPLERS` is diffusers' scheduler of that name over
+    ``steps`` steps. The result depends only on the model, ``seed`` and ``dtype`` (the
+    precision of x and of every noise draw); ``trajectory``, when given, collects x after
+    every step.
     """
     check_sampler(sampler)
     generator = torch.Generator().manual_seed(seed)
-    x = _noise(shape, generator, device)
+    if sampler not in OWN_SAMPLERS:
+        return sample_with_scheduler(model, diffusion, shape, name=sampler, steps=steps,
+                                     eta=eta, generator=generator, device=device,
+                                     progress=progress, dtype=dtype, trajectory=trajectory)
+    x = _noise(shape, generator, device, dtype)
     if sampler == "ddpm":
         ts = list(range(diffusion.num_steps - 1, -1, -1))
     else:
@@ -112,11 +143,13 @@ def sample(
         if sampler == "ddpm":
             mean = (GaussianDiffusion._at(diffusion.posterior_mean_coef1, t, x) * x_0
                     + GaussianDiffusion._at(diffusion.posterior_mean_coef2, t, x) * x)
-            z = _noise(shape, generator, device) if t_int > 0 else torch.zeros_like(x)
+            z = _noise(shape, generator, device, dtype) if t_int > 0 else torch.zeros_like(x)
             x = mean + GaussianDiffusion._at(diffusion.fixed_large_var, t, x).sqrt() * z
         else:
             x = _ddim_step(diffusion, x, x_0, t_int, ts[i + 1] if i + 1 < len(ts) else -1,
                            eta, generator)
+        if trajectory is not None:
+            trajectory.append(x.clone())
     return x.clamp(-1, 1)
 
 
@@ -128,5 +161,5 @@ def _ddim_step(diffusion, x_t, x_0, t: int, t_prev: int, eta: float, generator):
     sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
     x = a_prev ** 0.5 * x_0 + max(1 - a_prev - sigma ** 2, 0.0) ** 0.5 * eps
     if sigma > 0:
-        x = x + sigma * _noise(x_t.shape, generator, x_t.device)
+        x = x + sigma * _noise(x_t.shape, generator, x_t.device, x_t.dtype)
     return x

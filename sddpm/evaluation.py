@@ -16,7 +16,7 @@ import torch
 from sddpm.classifier import load_classifier
 from sddpm.data import load_dataset
 from sddpm.errors import SddpmError
-from sddpm.fid_kid import METRICS, fid_kid
+from sddpm.fid_kid import METRICS, bootstrap_intervals, fid_kid
 from sddpm.files import cached_array, file_sha256, write_json
 from sddpm.shipped import CLASSIFIER, shipped_path
 
@@ -47,10 +47,16 @@ def real_features(classifier_path, data_dir=None) -> torch.Tensor:
 
 
 def evaluate_images(images: torch.Tensor, classifier_path, metrics=METRICS,
-                    data_dir=None) -> dict:
+                    data_dir=None, bootstrap: int = 0) -> dict:
+    """FID/KID of ``images``; with ``bootstrap`` resamples, their 95% intervals too."""
     classifier, info = load_classifier(classifier_path)
     generated = classifier_features(classifier, images)
-    result = fid_kid(generated, real_features(classifier_path, data_dir), metrics)
+    real = real_features(classifier_path, data_dir)
+    result = fid_kid(generated, real, metrics)
+    if bootstrap:
+        if set(metrics) != set(METRICS):
+            raise SddpmError("--bootstrap gives intervals for both FID and KID; measure both")
+        result.update(bootstrap_intervals(generated, real, result, resamples=bootstrap))
     result.update({"images": len(images), "feature_extractor": str(classifier_path),
                    "classifier_test_accuracy": info.get("test_accuracy"),
                    "comparable_to_papers": False})
@@ -65,15 +71,16 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
                         threshold: float | None = None, seed: int = 0, batch: int = 250,
                         classifier=None, metrics=METRICS, data_dir=None,
                         inception_weights=None, real_n: int | None = None,
-                        progress: bool = True) -> dict:
+                        bootstrap: int = 0, progress: bool = True) -> dict:
     """Generate ``n`` images from a checkpoint and measure them (see :func:`fid_kid`).
 
     With ``inception_weights`` the features are torch-fidelity's InceptionV3 instead of
     the classifier's, and ``metrics`` may include ``is`` (:mod:`sddpm.inception`).
+    ``bootstrap`` resamples add intervals to the classifier metrics.
     """
     import time
 
-    from sddpm.diffusion import GaussianDiffusion, check_sampler
+    from sddpm.diffusion import GaussianDiffusion, call_schedule, check_sampler
     from sddpm.presets import ModelConfig
     from sddpm.sampling import model_from_checkpoint, sample_images
 
@@ -90,6 +97,9 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
         )
 
         check_inception_metrics(metrics)
+        if bootstrap:
+            raise SddpmError("--bootstrap applies to the classifier metrics; drop it or "
+                             "--inception-weights")
         if classifier_given:
             raise SddpmError("--classifier and --inception-weights choose the features two "
                              "ways; pass one")
@@ -118,12 +128,13 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
                          f"{checkpoint} was trained on {config.dataset}")
     if inception is None:  # the test set read (and its features cached) before sampling
         real_features(classifier, data_dir)
+    diffusion = GaussianDiffusion(config.diffusion_steps)
+    calls = len(call_schedule(diffusion, sampler, steps))
     t0 = time.perf_counter()
-    images = sample_images(model, GaussianDiffusion(config.diffusion_steps), config, n=n,
-                           sampler=sampler, steps=steps, seed=seed, batch=batch,
-                           progress=progress)
+    images = sample_images(model, diffusion, config, n=n, sampler=sampler, steps=steps,
+                           seed=seed, batch=batch, progress=progress)
     if inception is None:
-        result = evaluate_images(images, classifier, metrics, data_dir)
+        result = evaluate_images(images, classifier, metrics, data_dir, bootstrap)
     else:
         from sddpm.inception import evaluate_with_inception
 
@@ -132,7 +143,8 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
     result.update({"checkpoint": str(checkpoint), "arch": payload["arch"],
                    "preset": config.name, "trained_steps": payload["step"],
                    "sampler": sampler,
-                   "sampler_steps": steps if sampler == "ddim" else config.diffusion_steps,
+                   "sampler_steps": calls if sampler == "ddpm" else steps,
+                   "network_calls": calls,
                    "threshold": threshold, "seed": seed,
                    "seconds": round(time.perf_counter() - t0, 1)})
     return result

@@ -231,12 +231,78 @@ def spiking_layers(model: nn.Module) -> list[MultiStepIF]:
     return [m for m in model.modules() if isinstance(m, MultiStepIF)]
 
 
-def set_threshold(model: nn.Module, threshold: float) -> None:
-    """Threshold guidance: one threshold for every IF neuron of ``model``."""
-    if not threshold > 0 or not math.isfinite(threshold):
-        raise SddpmError(f"threshold must be a positive number, got {threshold}")
-    for layer in spiking_layers(model):
-        layer.threshold = float(threshold)
+def _check_threshold(value, where: str = "threshold") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or not math.isfinite(value):
+        raise SddpmError(f"{where} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def thresholds_by_population(model: nn.Module, threshold) -> dict:
+    """Each IF population's threshold under ``threshold``: a number for all of them, or a
+    map from population path patterns to thresholds.
+
+    The map's keys are module paths of the IF populations (``up.3.neuron1``) or
+    shell-style patterns over them (``up.*``); a later key overrides an earlier one for
+    the populations both match, and populations no key matches keep 1.0, the training
+    threshold. A key that matches nothing is an error: a typo must not pass silently.
+    """
+    from fnmatch import fnmatchcase
+
+    names = [n for n, m in model.named_modules() if isinstance(m, MultiStepIF)]
+    if not isinstance(threshold, dict):
+        value = _check_threshold(threshold)
+        return dict.fromkeys(names, value)
+    if not threshold:
+        raise SddpmError("the threshold map is empty; give {\"pattern\": threshold, ...}")
+    out = dict.fromkeys(names, 1.0)
+    for pattern, value in threshold.items():
+        value = _check_threshold(value, f"threshold of {pattern!r}")
+        matched = [n for n in names if fnmatchcase(n, pattern)]
+        if not matched:
+            raise SddpmError(f"threshold map key {pattern!r} matches no IF population; they "
+                             f"are {', '.join(names[:4])}, ... (patterns such as 'up.*' work)")
+        out.update(dict.fromkeys(matched, value))
+    return out
+
+
+def set_threshold(model: nn.Module, threshold) -> None:
+    """Threshold guidance: one threshold for every IF neuron of ``model``, or a map from
+    population patterns to thresholds (:func:`thresholds_by_population`)."""
+    values = thresholds_by_population(model, threshold)
+    for name, layer in model.named_modules():
+        if isinstance(layer, MultiStepIF):
+            layer.threshold = values[name]
+
+
+def parse_threshold(text: str):
+    """``--threshold``'s value: a number, a JSON file holding a map, or an inline map."""
+    import json
+    from pathlib import Path
+
+    try:
+        return _check_threshold(float(text))
+    except ValueError:
+        pass
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        source, raw = "the inline threshold map", stripped
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise SddpmError(f"--threshold {text!r} is neither a number nor a JSON file; "
+                             "give 0.998, a file of {\"up.*\": 0.998}, or that map inline")
+        source, raw = str(path), path.read_text()
+    try:
+        mapping = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise SddpmError(f"{source} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(mapping, dict) or not all(isinstance(k, str) for k in mapping):
+        raise SddpmError(f"{source} must hold one JSON object mapping population patterns "
+                         "to thresholds")
+    for key, value in mapping.items():
+        _check_threshold(value, f"threshold of {key!r}")
+    return mapping
 
 
 def set_backend(model: nn.Module, backend: str) -> None:

@@ -20,8 +20,12 @@ from sddpm.presets import ModelConfig
 
 
 def model_from_checkpoint(path, *, use_ema: bool = True, neuron: str | None = None,
-                          threshold: float | None = None) -> tuple[nn.Module, dict]:
-    """The network of a checkpoint in eval mode (EMA weights when present) and its payload."""
+                          threshold: float | dict | None = None) -> tuple[nn.Module, dict]:
+    """The network of a checkpoint in eval mode (EMA weights when present) and its payload.
+
+    ``threshold``: one threshold for every IF population, or a map of population patterns
+    to thresholds (:func:`sddpm.neurons.thresholds_by_population`).
+    """
     payload = load_checkpoint(path, verify=False)
     config = ModelConfig.from_dict(payload["model_config"])
     model = build_model(config, payload["arch"], payload.get("neuron", "snntorch"))

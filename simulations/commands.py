@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from sddpm.commands import SAMPLER_HELP
 from sddpm.command_line import positive_int
 from sddpm.errors import SddpmError
 
@@ -20,11 +21,12 @@ def add_simulate(sub) -> None:
     p.add_argument("--fixed-point", action="store_true",
                    help="run Lava's fixed_pt models on the bundle's Loihi 2 integers")
     p.add_argument("--denoise-steps", type=steps_or_all, default=3,
-                   help="K: the last K steps of the schedule run in Lava, the first S - K in "
-                        "PyTorch (the fixed-point emulation with --fixed-point); 'all': K = S")
+                   help="K: the last K network calls of the schedule run in Lava, the ones "
+                        "before in PyTorch (the fixed-point emulation with --fixed-point); "
+                        "'all': every call")
     p.add_argument("--steps", type=positive_int, default=20,
-                   help="S: steps of the DDIM schedule (default 20)")
-    p.add_argument("--sampler", default="ddim")
+                   help="S: steps of the sampler's schedule (default 20)")
+    p.add_argument("--sampler", default="ddim", help=SAMPLER_HELP)
     p.add_argument("--n", type=positive_int, default=1, help="images, pipelined through Lava")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=None,

@@ -1,6 +1,7 @@
 """``sddpm simulate BUNDLE --backend lava``: denoising steps in Lava, compared with torch.
 
-Runs K DDIM denoising steps whose noise network runs in Lava, and at each step compares
+Runs the last K network calls of a sampler's schedule (DDIM, DPM-Solver++, UniPC, ...)
+with the noise network in Lava, and at each call compares
 with the torch reference on the same x_t: spike agreement per population and relative
 error of epsilon. In floating point the reference is the trained model when
 ``--checkpoint`` is given, else the bundle's graph in the PyTorch reference executor
@@ -25,12 +26,12 @@ BACKENDS = ("lava",)
 
 
 def _check_options(backend: str, sampler: str, out) -> Path:
+    from sddpm.diffusion import check_sampler
+
     if backend not in BACKENDS:
         raise SddpmError(f"unknown backend {backend!r}; expected one of "
                          f"{', '.join(BACKENDS)}")
-    if sampler != "ddim":
-        raise SddpmError("simulate runs K DDIM steps (--sampler ddim); DDPM's 1000 steps "
-                         "are out of reach of a CPU Lava simulation")
+    check_sampler(sampler)
     return writable_folder(out, "--out")
 
 
@@ -82,14 +83,14 @@ def _relative(value: float, reference: float) -> float:
     return abs(value / reference - 1)
 
 
-def _denoise_split(denoise_steps, steps: int) -> tuple[int, int]:
-    """``(S, K)``: a DDIM-S schedule whose last K steps run in Lava."""
-    K = steps if denoise_steps == "all" else int(denoise_steps)
-    if not 1 <= K <= steps:
+def _denoise_split(denoise_steps, calls: int) -> int:
+    """K: the last K of a schedule's ``calls`` network calls run in Lava."""
+    K = calls if denoise_steps == "all" else int(denoise_steps)
+    if not 1 <= K <= calls:
         raise SddpmError(f"--denoise-steps {denoise_steps} is more than the schedule's "
-                         f"--steps {steps}; the Lava steps are the last K of S (K <= S), "
-                         "or 'all'")
-    return steps, K
+                         f"{calls} network calls; the Lava calls are the last K (K <= the "
+                         "calls of --steps, which a second-order sampler doubles), or 'all'")
+    return K
 
 
 #: at most this much shared memory for the spike taps' host channels
@@ -136,9 +137,11 @@ def run_simulation(bundle, *, out, denoise_steps=3, steps: int = 20, n: int = 1,
                    backend: str = "lava", sampler: str = "ddim", chip_energy=None,
                    progress: bool = True, max_memory: int | None = None,
                    conv_model: str = "fast", spike_taps: str = "all") -> dict:
-    """A DDIM-S schedule of ``n`` images whose last K steps run their noise network in Lava.
+    """An S-step schedule of ``n`` images whose last K network calls run in Lava.
 
-    ``denoise_steps`` is K (or ``"all"``: K = S), ``steps`` is S. The first S - K steps
+    ``sampler`` is any of :data:`sddpm.diffusion.SAMPLERS` (DDIM, DPM-Solver++, UniPC,
+    ...); ``steps`` is its S, which makes C network calls (C = S but for a second-order
+    sampler such as Heun); ``denoise_steps`` is K (or ``"all"``: K = C). The first C - K calls
     are computed by the reference (the torch model or the bundle's graph; the
     fixed-point emulation with ``fixed_point``), the last K by Lava, the images
     pipelined. Every Lava step is then compared with the reference on
@@ -156,7 +159,7 @@ def run_simulation(bundle, *, out, denoise_steps=3, steps: int = 20, n: int = 1,
     ``(graph, spikes, t) -> mJ`` with a ``description``, prices both sides' spikes at
     every step; without it the energies are NaN.
     """
-    from sddpm.diffusion import GaussianDiffusion, sample
+    from sddpm.diffusion import GaussianDiffusion, call_schedule, sample
     from sddpm.export.lava_bundle import load_bundle, load_fixed_point
     from sddpm.export.nir_to_lava import LavaNetwork
     from sddpm.sampling import save_grid
@@ -165,11 +168,14 @@ def run_simulation(bundle, *, out, denoise_steps=3, steps: int = 20, n: int = 1,
     from sddpm.simulations.lava_runner import LavaSession
 
     out = _check_options(backend, sampler, out)
-    S, K = _denoise_split(denoise_steps, steps)
+    S = steps
     graph, manifest = load_bundle(bundle)
     fixed = load_fixed_point(bundle, graph, manifest) if fixed_point else None
     T = manifest["timesteps"]
     config = manifest["model_config"]
+    diffusion = GaussianDiffusion(config["diffusion_steps"])
+    C = len(call_schedule(diffusion, sampler, S))
+    K = _denoise_split(denoise_steps, C)
     tapped = tapped_populations(graph, spike_taps)
     estimate = estimate_run(graph, T, images=n, denoise_steps=K, fixed=fixed is not None,
                             taps=len(tapped))
@@ -191,12 +197,11 @@ def run_simulation(bundle, *, out, denoise_steps=3, steps: int = 20, n: int = 1,
         return FixedPointReference(graph, fixed), name, float_reference, float_name
 
     shape = (n, config["image_channels"], config["image_size"], config["image_size"])
-    diffusion = GaussianDiffusion(config["diffusion_steps"])
     # Lava forks one process per Lava process from this one: while it runs, this process
     # holds the Lava network and the host side, not the graph or a reference model
     box: dict = {"graph": graph}
     # the reference of the Lava run alone, not the float one beside it
-    first = _first_steps(references(graph, with_float=False)[0]) if S > K else None
+    first = _first_steps(references(graph, with_float=False)[0]) if C > K else None
     del graph
 
     def lava_predictor():
@@ -210,11 +215,11 @@ def run_simulation(bundle, *, out, denoise_steps=3, steps: int = 20, n: int = 1,
         box["network"], box["predictor"] = network, predictor
         return predictor
 
-    model = HandOver(S - K, first, lava_predictor)
+    model = HandOver(C - K, first, lava_predictor)
     del first
     t0 = time.perf_counter()
     try:
-        images = sample(model, diffusion, shape, sampler="ddim", steps=S, seed=seed,
+        images = sample(model, diffusion, shape, sampler=sampler, steps=S, seed=seed,
                         progress=progress)
     finally:
         if "session" in box:
@@ -227,7 +232,7 @@ def run_simulation(bundle, *, out, denoise_steps=3, steps: int = 20, n: int = 1,
     predictor.compare_recorded(reference, float_reference, progress=progress)
 
     def sample_with(ref):
-        return sample(lambda x, t: ref(x, t)[0].float(), diffusion, shape, sampler="ddim",
+        return sample(lambda x, t: ref(x, t)[0].float(), diffusion, shape, sampler=sampler,
                       steps=S, seed=seed, progress=progress)
 
     torch_images = sample_with(reference)
@@ -238,8 +243,8 @@ def run_simulation(bundle, *, out, denoise_steps=3, steps: int = 20, n: int = 1,
         "bundle_dtype": manifest["source"].get("dtype", "float64"),
         "weight_bits": fixed.weight_bits if fixed else None,
         "reference": reference_name, "images": n, "seed": seed,
-        "sampler": "ddim", "schedule_steps": S, "denoise_steps": len(steps_run),
-        "steps_before_lava": S - K, "timesteps": T,
+        "sampler": sampler, "schedule_steps": S, "network_calls": C,
+        "denoise_steps": len(steps_run), "steps_before_lava": C - K, "timesteps": T,
         "latency_steps": network.schedule.latency(),
         "lava_processes": len(network.processes),
         "lava_steps": session.lava_steps, "compile_s": round(session.compile_seconds, 2),
@@ -300,7 +305,8 @@ def _against_float(comparisons, name, images, float_images) -> dict:
 def print_report(r: dict) -> None:
     before = (f"the first {r['steps_before_lava']} in PyTorch ({r['reference']}), "
               if r["steps_before_lava"] else "")
-    print(f"DDIM-{r['schedule_steps']} of {r['images']} image(s): {before}the last "
+    print(f"{r['sampler']}-{r['schedule_steps']} ({r['network_calls']} network calls) of "
+          f"{r['images']} image(s): {before}the last "
           f"{r['denoise_steps']} in Lava "
           f"({r['precision']}, {r['lava_processes']} processes, latency "
           f"{r['latency_steps']} steps): {r['lava_steps']} Lava steps, "

@@ -68,3 +68,24 @@ def test_output_must_not_be_the_checkpoint(tmp_path, tiny_checkpoint):
     result = run_cli("sddpm-export", "--to", "nir", ckpt)
     assert result.returncode == 2 and "is the checkpoint itself" in result.stderr
     assert ckpt.read_bytes() == tiny_checkpoint.read_bytes()
+
+
+def test_a_threshold_map_reaches_each_population_of_the_export(tiny_checkpoint, tmp_path):
+    from sddpm.export.nir_file import graph_info
+
+    out = tmp_path / "map.nir"
+    result = run_cli("sddpm-export", "--to", "nir", tiny_checkpoint, "-o", out,
+                     "--threshold", '{"up.*": 0.9}')
+    assert result.returncode == 0, result.stderr
+    graph = read_nir(out)
+    populations = graph_info(graph)["populations"]
+    seen = set()
+    for population in populations:
+        expected = np.float32(0.9 if population["torch"].startswith("up.") else 1.0)
+        assert np.all(graph.nodes[population["node"]].v_threshold == expected), population
+        seen.add(float(expected))
+    assert seen == {float(np.float32(0.9)), 1.0}
+    bad = run_cli("sddpm-export", "--to", "nir", tiny_checkpoint, "-o", out,
+                  "--threshold", '{"upp.*": 0.9}')
+    assert bad.returncode == 2 and "matches no IF population" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -238,20 +238,29 @@ def _script(name, *args):
 
 
 @pytest.mark.skipif(not (HAVE_FMNIST and CLASSIFIER.is_file()), reason="needs the data")
-def test_sampler_sweep_writes_rows_with_energy_and_resumes(tmp_path):
-    args = ("sweep_samplers.py", "--samplers", "ddim-1", "ddim-3", "--n", "8",
-            "--profile-n", "1", "--batch", "8", "--out", tmp_path)
+def test_sampler_sweep_writes_rows_with_intervals_and_energy_and_resumes(tmp_path):
+    args = ("sweep_samplers.py", "--samplers", "ddim-1", "ddim-3", "heun-2", "--n", "8",
+            "--profile-n", "1", "--batch", "4", "--bootstrap", "20", "--out", tmp_path)
     first = _script(*args)
     assert first.returncode == 0, first.stderr
     rows = json.loads((tmp_path / "samplers.json").read_text())
-    assert [r["label"] for r in rows] == ["ddim-1", "ddim-3"]
-    # three denoising steps cost about three times one (the spike rates differ a little)
+    assert [r["label"] for r in rows] == ["ddim-1", "ddim-3", "heun-2"]
+    assert [r["network_calls"] for r in rows] == [1, 3, 3]  # Heun's extra call counted
+    # three denoising calls cost about three times one (the spike rates differ a little)
     ratio = rows[1]["energy_paper_mJ_per_image"] / rows[0]["energy_paper_mJ_per_image"]
     assert 2.0 < ratio < 4.5 and all(r["energy_strict_mJ_per_image"] > 0 for r in rows)
+    assert all(r["fid_ci_low"] < r["fid"] < r["fid_ci_high"] for r in rows)
     assert (tmp_path / "samplers.png").stat().st_size > 0
+    images = sorted((tmp_path / "images").rglob("*.npy"))
+    assert len(images) == 6  # two batches of 4 per row
+    stamps = [p.stat().st_mtime_ns for p in images]
     again = _script(*args)
-    assert again.returncode == 0 and again.stdout.count("kept from") == 2, again.stdout
+    assert again.returncode == 0, again.stderr
+    assert [p.stat().st_mtime_ns for p in images] == stamps  # nothing sampled again
     assert json.loads((tmp_path / "samplers.json").read_text()) == rows
+    bad = _script("sweep_samplers.py", "--samplers", "dpm-10", "--out", tmp_path)
+    assert bad.returncode == 2 and "SAMPLER-STEPS" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.skipif(not (HAVE_FMNIST and CLASSIFIER.is_file()), reason="needs the data")

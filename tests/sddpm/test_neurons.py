@@ -87,3 +87,29 @@ def test_lower_threshold_changes_the_output():
         set_threshold(model, 0.5)
         b = model(x, t)
     assert not torch.allclose(a, b)
+
+
+def test_a_threshold_map_sets_each_population_and_refuses_typos(tmp_path):
+    from sddpm.neurons import parse_threshold, thresholds_by_population
+
+    model = build_model(get_preset("tiny"), "snn")
+    values = thresholds_by_population(model, {"up.*": 0.99, "up.0.neuron1": 0.97})
+    assert values["up.0.neuron1"] == 0.97  # a later key wins where both match
+    assert {v for k, v in values.items() if k.startswith("up.") and k != "up.0.neuron1"} == {0.99}
+    assert {v for k, v in values.items() if not k.startswith("up.")} == {1.0}
+    set_threshold(model, {"down.*": 0.995})
+    assert {n.threshold for n in spiking_layers(model)} == {0.995, 1.0}
+    with pytest.raises(SddpmError, match="'upp.*' matches no IF population"):
+        set_threshold(model, {"upp.*": 0.99})
+    with pytest.raises(SddpmError, match="positive number"):
+        set_threshold(model, {"up.*": -1})
+    (tmp_path / "up.json").write_text('{"up.*": 0.998}')
+    assert parse_threshold(str(tmp_path / "up.json")) == {"up.*": 0.998}
+    assert parse_threshold('{"up.*": 0.998}') == {"up.*": 0.998}
+    assert parse_threshold("0.998") == 0.998
+    (tmp_path / "bad.json").write_text("{up: 1}")
+    for bad, message in (("nothing.json", "neither a number nor a JSON file"),
+                         (str(tmp_path / "bad.json"), "not valid JSON"), ("[1]", "neither"),
+                         ('{"up.*": "x"}', "positive number"), ("-2", "positive number")):
+        with pytest.raises(SddpmError, match=message):
+            parse_threshold(bad)

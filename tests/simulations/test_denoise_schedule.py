@@ -70,7 +70,7 @@ def test_more_lava_steps_than_the_schedule_has_is_one_clear_error(lava_bundle, t
     done = run_cli("sddpm", "simulate", lava_bundle, "--denoise-steps", "6", "--steps", "5",
                    "--out", tmp_path)
     assert done.returncode == 2
-    assert "more than the schedule's --steps 5" in done.stderr
+    assert "more than the schedule's 5 network calls" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
 
@@ -102,3 +102,14 @@ def test_a_tap_part_that_is_none_is_one_clear_error(lava_bundle, tmp_path):
     done = run_cli("sddpm", "simulate", lava_bundle, "--spike-taps", "3/2", "--out", tmp_path)
     assert done.returncode == 2 and "expected all, none or K/M" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # a compiled Lava network
+def test_a_second_order_diffusers_sampler_hands_its_last_calls_to_lava(lava_bundle, tmp_path):
+    # Heun over 2 steps calls the network 3 times (second order, no correction at the
+    # end): the last 2 calls run in Lava, the first in the reference
+    report = _simulate(lava_bundle, tmp_path / "heun", "--sampler", "heun", "--steps", "2",
+                       "--denoise-steps", "2")
+    assert (report["sampler"], report["network_calls"]) == ("heun", 3)
+    assert report["steps_before_lava"] == 1 and report["denoise_steps"] == 2
+    assert report["spike_mismatches"] == 0 and report["image_max_abs_difference"] == 0.0
