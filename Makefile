@@ -47,16 +47,18 @@ report: $(STAMP)
 
 # The issue's sweeps as measured for results/ (hours on 2 CPU cores; each resumes where
 # it stopped). Energy per image from 4 profiled images per row.
+FAST_SAMPLERS := dpm-solver++-5 dpm-solver++-10 dpm-solver++-20 unipc-10 ddim-10 ddim-20 \
+  ddim-50 ddim-100 dpm-solver++-10@0.998 \
+  dpm-solver++-10@results/samplers/threshold-up-0.998.json
+
 sweeps: $(STAMP)
 	$(PY) scripts/sweep_threshold.py --n 300 --steps 20 --out runs/sweeps/threshold
 	$(PY) scripts/sweep_samplers.py checkpoints/fmnist-small-snn.pt \
-	  checkpoints/fmnist-small-ann.pt --samplers ddpm-1000 --n 25 --batch 25 \
+	  checkpoints/fmnist-small-ann.pt --samplers $(FAST_SAMPLERS) --n 100 --batch 25 \
 	  --sample-only --out runs/sweeps/samplers-17
 	$(PY) scripts/sweep_samplers.py checkpoints/fmnist-small-snn.pt \
-	  checkpoints/fmnist-small-ann.pt --samplers ddpm-1000 dpm-solver++-10 \
-	  dpm-solver++-5 dpm-solver++-20 unipc-10 ddim-10 ddim-20 ddim-50 \
-	  dpm-solver++-10@0.998 dpm-solver++-10@results/samplers/threshold-up-0.998.json \
-	  ddim-100 --n 100 --batch 25 --out runs/sweeps/samplers-17
+	  checkpoints/fmnist-small-ann.pt --samplers ddpm-1000 $(FAST_SAMPLERS) --n 25 \
+	  --batch 25 --profile-n 2 --bootstrap 300 --out runs/sweeps/samplers-17
 	$(PY) scripts/sweep_timesteps.py --timesteps 4 8 --train-steps 500 --n 1000 \
 	  --sampler-steps 20 --out runs/sweeps/timesteps-n1000
 

@@ -55,7 +55,7 @@ def test_malicious_checkpoint_never_runs(capsys, tmp_path):
     (["info", "--preset", "nope"], "unknown preset"),
     (["sample", "x.pt", "--threshold", "0"], "positive number"),
     (["sample", "x.pt", "--threshold", "-1"], "positive number"),
-    (["sample", "x.pt", "--sampler", "euler"], "sampler"),
+    (["sample", "x.pt", "--sampler", "dpm-solver"], "unknown sampler"),
     (["sample", "x.pt", "--eta", "-0.5"], "--eta"),
     (["sample", "x.pt", "--out", "grid"], "must end in"),
     (["sample", "x.pt", "--device", "tpu9"], "device"),
