@@ -93,5 +93,5 @@ def _wrap_steps(model, stride):
 
 
 def test_unknown_sampler_is_refused():
-    with pytest.raises(SddpmError, match="sampler"):
-        sample(lambda x, t: x, GaussianDiffusion(), (1, 1, 8, 8), sampler="euler")
+    with pytest.raises(SddpmError, match="unknown sampler .karras-euler."):
+        sample(lambda x, t: x, GaussianDiffusion(), (1, 1, 8, 8), sampler="karras-euler")
