@@ -93,7 +93,7 @@ def test_simulate_refuses_a_damaged_bundle_in_one_line(bundle, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--sampler", "ddpm"), "K DDIM steps"),
+    (("--sampler", "karras-euler"), "unknown sampler 'karras-euler'"),
     (("--backend", "loihi"), "unknown backend 'loihi'"),
 ])
 def test_simulate_options_are_checked_first(bundle, tmp_path, args, message):

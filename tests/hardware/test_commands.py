@@ -53,7 +53,7 @@ def test_text_report_names_every_layer(energy_run, tiny_checkpoint):
 @pytest.mark.parametrize("args, message", [
     (("--hardware", "gpu"), "unknown hardware 'gpu'"),
     (("--convention", "loose"), "unknown convention 'loose'"),
-    (("--sampler", "euler"), "unknown sampler 'euler'"),
+    (("--sampler", "karras-euler"), "unknown sampler 'karras-euler'"),
 ])
 def test_bad_options_are_one_line(tiny_checkpoint, args, message):
     result = run_cli("sddpm", "energy", tiny_checkpoint, "--steps", "2", "--n", "1", *args)
