@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 
 from sddpm.command_line import positive_float, positive_int
-from sddpm.sampler_table import SCHEDULERS
 from sddpm.errors import SddpmError
 from sddpm.files import atomic_path, readable_file
 from sddpm.outputs import writable_file
 from sddpm.presets import ARCHS, PRESETS
+from sddpm.sampler_table import SCHEDULERS
 
 SAMPLER_HELP = ("ddpm (ours, all 1000 steps), ddim (ours), or diffusers' "
                 + ", ".join(SCHEDULERS))

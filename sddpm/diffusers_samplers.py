@@ -73,14 +73,13 @@ class ClippedEps:
     ``scale_model_input``).
     """
 
-    def __init__(self, model: Callable, alphas_bar: torch.Tensor):
+    def __init__(self, model: Callable, diffusion):
         self.model = model
-        self.alphas_bar = alphas_bar
+        self.diffusion = diffusion
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        eps = self.model(x, t)
-        a = self.alphas_bar[t].to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
-        x_0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
+        x_0 = self.diffusion.predict_x0(x, t, self.model(x, t)).clamp(-1, 1)
+        a = self.diffusion.alphas_bar[t].to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
         return (x - a.sqrt() * x_0) / (1 - a).sqrt()
 
 
@@ -103,7 +102,7 @@ def sample_with_scheduler(model: Callable, diffusion, shape: tuple, *, name: str
     scheduler = make_scheduler(name, diffusion, steps or default_steps(name))
     ts = call_timesteps(scheduler, name)
     options = _step_options(scheduler, generator, eta, name)
-    eps_model = ClippedEps(model, diffusion.alphas_bar.to(device))
+    eps_model = ClippedEps(model, diffusion)  # diffusion on device, as our samplers need
     x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
     x = x * float(scheduler.init_noise_sigma)
     for t_int, t in zip(tqdm(ts, desc=f"{name} sampling", disable=not progress),

@@ -132,10 +132,7 @@ def sample(
                                      eta=eta, generator=generator, device=device,
                                      progress=progress, dtype=dtype, trajectory=trajectory)
     x = _noise(shape, generator, device, dtype)
-    if sampler == "ddpm":
-        ts = list(range(diffusion.num_steps - 1, -1, -1))
-    else:
-        ts = ddim_timesteps(diffusion.num_steps, steps or 50)
+    ts = call_schedule(diffusion, sampler, steps)
     for i, t_int in enumerate(tqdm(ts, desc=f"{sampler} sampling", disable=not progress)):
         t = torch.full((shape[0],), t_int, dtype=torch.long, device=device)
         eps = model(x, t)

@@ -88,7 +88,7 @@ def test_clipping_x0_equals_dpm_solvers_own_thresholding_at_one():
         x = scheduler.step(model(x, t), t, x).prev_sample
     # within 1e-6: diffusers computes its thresholding quantile in float32
     torch.testing.assert_close(clipped, x.clamp(-1, 1), rtol=0, atol=1e-6)
-    eps = ClippedEps(model, d.alphas_bar)(x, torch.tensor([5, 5]))
+    eps = ClippedEps(model, d)(x, torch.tensor([5, 5]))
     assert torch.isfinite(eps).all()
 
 
