@@ -87,21 +87,30 @@ class RowImages:
             np.save(f, images.numpy().astype(np.float32))
 
 
-def sample_row(checkpoint: str, row: dict, images: RowImages, n: int, threshold) -> None:
-    """Sample the batches of ``row`` that ``images`` lacks, up to ``n`` images."""
+def sample_row(checkpoint: str, row: dict, images: RowImages, n: int, threshold,
+               reverse: bool = False) -> None:
+    """Sample the batches of ``row`` that ``images`` lacks, up to ``n`` images.
+
+    A batch already on disk is skipped when its turn comes, so two processes may share a
+    row, one of them ``reverse`` (from the last batch backwards), until they meet (where
+    at worst one batch is made twice, identically).
+    """
     from sddpm.diffusion import GaussianDiffusion
     from sddpm.presets import ModelConfig
     from sddpm.sampling import model_from_checkpoint, sample_images
 
-    have = images.count()
-    if have >= n:
+    wanted = range(images.count() // images.batch, -(-n // images.batch))
+    batches = [i for i in (reversed(wanted) if reverse else wanted)
+               if not images.path(i).is_file()]
+    if not batches:
         return
     model, payload = model_from_checkpoint(checkpoint, threshold=threshold)
     config = ModelConfig.from_dict(payload["model_config"])
     diffusion = GaussianDiffusion(config.diffusion_steps)
-    batches = range(have // images.batch, -(-n // images.batch))
     for i in tqdm(batches, desc=f"{payload['arch']} {row['label']}: batches of "
                                 f"{images.batch}"):
+        if images.path(i).is_file():
+            continue  # the other process made it meanwhile
         batch = sample_images(model, diffusion, config, n=images.batch,
                               sampler=row["sampler"], steps=row["steps"],
                               seed=images.seed + i, batch=images.batch, progress=False)
@@ -197,6 +206,9 @@ def main() -> None:
                         help="images sampled at once (memory against speed)")
     parser.add_argument("--sample-only", action="store_true",
                         help="sample the missing batches and stop (no energy, no table)")
+    parser.add_argument("--reverse", action="store_true",
+                        help="sample the missing batches last first: a second process "
+                             "with --sample-only --reverse shares a long row's batches")
     parser.add_argument("--out", default="runs/sweeps/samplers")
     args = parser.parse_args()
     keep_freed_memory()
@@ -214,7 +226,7 @@ def main() -> None:
             jobs.append((checkpoint, arch, row, threshold,
                          RowImages(folder, args.seed, args.batch)))
     for checkpoint, arch, row, threshold, images in jobs:
-        sample_row(checkpoint, row, images, args.n, threshold)
+        sample_row(checkpoint, row, images, args.n, threshold, reverse=args.reverse)
     if args.sample_only:
         print(f"sampled {args.n} images per row into {out / 'images'}")
         return

@@ -24,6 +24,9 @@ SAMPLER_HELP = ("ddpm (ours, all 1000 steps), ddim (ours), or diffusers' "
 THRESHOLD_HELP = ("threshold guidance: one threshold for every IF neuron (0.998), or a "
                   "JSON map of population patterns to thresholds, as a file or inline "
                   "('{\"up.*\": 0.998}'); unmatched populations keep 1.0")
+# torchrun's own parser reads '--n' after the script as an ambiguous abbreviation of its
+# --nnodes/--nproc-per-node/--node-rank and stops; '--images' passes through it
+TORCHRUN_N = "--images is the same; use it under torchrun, which takes --n for its own"
 STEPS_HELP = "denoising steps of every sampler but ddpm (a second-order one calls more)"
 
 
@@ -75,7 +78,8 @@ def threshold_option(args):
 def add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate images from a checkpoint")
     p.add_argument("checkpoint")
-    p.add_argument("--n", type=positive_int, default=64, help="number of images")
+    p.add_argument("--n", "--images", dest="n", type=positive_int, default=64,
+                   help=f"number of images ({TORCHRUN_N})")
     p.add_argument("--sampler", default="ddpm", help=SAMPLER_HELP)
     p.add_argument("--steps", type=positive_int, default=50, help=STEPS_HELP)
     p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity")
@@ -84,7 +88,8 @@ def add_sample(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=positive_int, default=64, help="images per forward pass")
     p.add_argument("--no-ema", action="store_true", help="use the raw, not the EMA, weights")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:N or auto (under torchrun: each process its GPU)")
     p.add_argument("--out", default="samples.png", help="PNG grid")
     p.add_argument("--npz", default=None, help="also save uint8 images [N,H,W,C] here")
 
@@ -93,18 +98,22 @@ def run_sample(args) -> None:
     import numpy as np
 
     from sddpm.diffusion import check_sampler
+    from sddpm.distributed import init_distributed, leave_distributed
     from sddpm.sampling import sample_checkpoint, save_grid, to_uint8
-    from sddpm.train import resolve_device
 
     check_sampler(args.sampler)
     if not 0 <= args.eta <= 1:
         raise SddpmError(f"--eta must lie in [0, 1] (0: deterministic DDIM), got {args.eta}")
     grid_path = writable_file(args.out, (".png", ".jpg", ".jpeg"))
     npz_path = writable_file(args.npz, (".npz",)) if args.npz else None
+    rank, _, device = init_distributed(args.device)
     images, _, _ = sample_checkpoint(
         args.checkpoint, n=args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
-        seed=args.seed, batch=args.batch, device=resolve_device(args.device, 0),
-        use_ema=not args.no_ema, neuron=args.neuron, threshold=threshold_option(args))
+        seed=args.seed, batch=args.batch, device=device, use_ema=not args.no_ema,
+        neuron=args.neuron, threshold=threshold_option(args), shard=True)
+    leave_distributed()
+    if rank != 0:
+        return
     print(f"wrote {save_grid(images, grid_path)}")
     if npz_path:
         with atomic_path(npz_path) as tmp, open(tmp, "wb") as f:
@@ -207,7 +216,8 @@ def add_eval(sub) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--metric", nargs="+", default=["fid", "kid"],
                    help="fid and/or kid; 'is' as well with --inception-weights")
-    p.add_argument("--n", type=positive_int, default=1000, help="images generated")
+    p.add_argument("--n", "--images", dest="n", type=positive_int, default=1000,
+                   help=f"images generated ({TORCHRUN_N})")
     p.add_argument("--sampler", default="ddim", help=SAMPLER_HELP)
     p.add_argument("--steps", type=positive_int, default=50, help=STEPS_HELP)
     p.add_argument("--bootstrap", type=positive_int, default=None, metavar="N",
@@ -226,21 +236,29 @@ def add_eval(sub) -> None:
     p.add_argument("--real-n", type=positive_int, default=None,
                    help="real test images for the Inception statistics (default 10000)")
     p.add_argument("--data-dir", default=None, help="folder of the Fashion-MNIST idx files")
+    p.add_argument("--device", default="cpu",
+                   help="where the images are sampled: cpu, cuda, cuda:N or auto (under "
+                        "torchrun: each process its GPU, the metrics once)")
     p.add_argument("--out", default=None, help="also write the result JSON here")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run_eval(args) -> None:
+    from sddpm.distributed import init_distributed
     from sddpm.evaluation import evaluate_checkpoint, save_result
 
     out = writable_file(args.out, (".json",)) if args.out else None
+    _, world, device = init_distributed(args.device)
     result = evaluate_checkpoint(args.checkpoint, n=args.n, sampler=args.sampler,
-                                 steps=args.steps, threshold=threshold_option(args), seed=args.seed,
-                                 batch=args.batch, classifier=args.classifier,
+                                 steps=args.steps, threshold=threshold_option(args),
+                                 seed=args.seed, batch=args.batch, classifier=args.classifier,
                                  metrics=args.metric, data_dir=args.data_dir,
                                  inception_weights=args.inception_weights,
                                  real_n=args.real_n, bootstrap=args.bootstrap or 0,
-                                 progress=not args.json)
+                                 progress=not args.json, device=device, shard=True)
+    if result is None:  # another rank measures and writes
+        return
+    result["processes"] = world
     if out:
         save_result(result, out)
     if args.json:

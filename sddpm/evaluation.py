@@ -71,16 +71,21 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
                         threshold: float | None = None, seed: int = 0, batch: int = 250,
                         classifier=None, metrics=METRICS, data_dir=None,
                         inception_weights=None, real_n: int | None = None,
-                        bootstrap: int = 0, progress: bool = True) -> dict:
+                        bootstrap: int = 0, progress: bool = True, device="cpu",
+                        shard: bool = False) -> dict | None:
     """Generate ``n`` images from a checkpoint and measure them (see :func:`fid_kid`).
 
     With ``inception_weights`` the features are torch-fidelity's InceptionV3 instead of
     the classifier's, and ``metrics`` may include ``is`` (:mod:`sddpm.inception`).
-    ``bootstrap`` resamples add intervals to the classifier metrics.
+    ``bootstrap`` resamples add intervals to the classifier metrics. ``shard``: called by
+    every process of a ``torchrun`` group, which share the sampling and then leave the
+    group (measuring may outlast its timeout); rank 0 measures the gathered images and
+    returns the result, the others return ``None``.
     """
     import time
 
     from sddpm.diffusion import GaussianDiffusion, call_schedule, check_sampler
+    from sddpm.distributed import leave_distributed, rank
     from sddpm.presets import ModelConfig
     from sddpm.sampling import model_from_checkpoint, sample_images
 
@@ -126,13 +131,19 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
     if config.dataset != "fmnist":
         raise SddpmError(f"the metrics compare with the Fashion-MNIST test set; "
                          f"{checkpoint} was trained on {config.dataset}")
-    if inception is None:  # the test set read (and its features cached) before sampling
+    measures = not shard or rank() == 0
+    if inception is None and measures:  # the test set read (features cached) before sampling
         real_features(classifier, data_dir)
-    diffusion = GaussianDiffusion(config.diffusion_steps)
+    diffusion = GaussianDiffusion(config.diffusion_steps).to(device)
     calls = len(call_schedule(diffusion, sampler, steps))
     t0 = time.perf_counter()
-    images = sample_images(model, diffusion, config, n=n, sampler=sampler, steps=steps,
-                           seed=seed, batch=batch, progress=progress)
+    images = sample_images(model.to(device), diffusion, config, n=n, sampler=sampler,
+                           steps=steps, seed=seed, device=device, batch=batch,
+                           progress=progress, shard=shard)
+    if shard:
+        leave_distributed()
+    if not measures:
+        return None
     if inception is None:
         result = evaluate_images(images, classifier, metrics, data_dir, bootstrap)
     else:

@@ -12,6 +12,7 @@ from torch import nn
 
 from sddpm.checkpoint import check_against_model, load_checkpoint
 from sddpm.diffusion import GaussianDiffusion, sample
+from sddpm.distributed import gather_batches, my_batches, rank
 from sddpm.errors import SddpmError
 from sddpm.files import atomic_path
 from sddpm.models import build_model
@@ -44,10 +45,12 @@ def model_from_checkpoint(path, *, use_ema: bool = True, neuron: str | None = No
 def sample_images(model: Callable, diffusion: GaussianDiffusion, config: ModelConfig, *,
                   n: int, sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
                   seed: int = 0, device="cpu", batch: int = 64,
-                  progress: bool = True) -> torch.Tensor:
+                  progress: bool = True, shard: bool = False) -> torch.Tensor:
     """``n`` images ``[n, C, H, W]`` in [-1, 1], generated in batches of ``batch``.
 
     Batch ``i`` uses seed ``seed + i``, so a result depends on ``seed`` and ``batch`` only.
+    ``shard``: every process of a ``torchrun`` group calls this, makes its share of the
+    batches and receives all of them (:mod:`sddpm.distributed`), with the same result.
     """
     if n <= 0:
         raise SddpmError(f"number of images must be positive, got {n}")
@@ -55,25 +58,27 @@ def sample_images(model: Callable, diffusion: GaussianDiffusion, config: ModelCo
     was_training = getattr(model, "training", False)
     if isinstance(model, nn.Module):
         model.eval()
+    starts = range(0, n, batch)
     chunks = []
     try:
-        for i, start in enumerate(range(0, n, batch)):
-            shape = (min(batch, n - start), config.image_channels, config.image_size,
+        for i in (my_batches(len(starts)) if shard else range(len(starts))):
+            shape = (min(batch, n - starts[i]), config.image_channels, config.image_size,
                      config.image_size)
             chunks.append(sample(model, diffusion, shape, sampler=sampler, steps=steps,
                                  eta=eta, seed=seed + i, device=device,
-                                 progress=progress).cpu())
+                                 progress=progress and (not shard or rank() == 0)).cpu())
     finally:
         if isinstance(model, nn.Module):
             model.train(was_training)
-    return torch.cat(chunks)
+    fullest = (min(batch, n), config.image_channels, config.image_size, config.image_size)
+    return torch.cat(gather_batches(chunks, len(starts), fullest, device) if shard else chunks)
 
 
 def sample_checkpoint(path, *, n: int, sampler: str = "ddim", steps: int | None = 50,
                       eta: float = 0.0, seed: int = 0, batch: int = 64, device="cpu",
                       use_ema: bool = True, neuron: str | None = None,
-                      threshold: float | None = None,
-                      progress: bool = True) -> tuple[torch.Tensor, nn.Module, dict]:
+                      threshold: float | None = None, progress: bool = True,
+                      shard: bool = False) -> tuple[torch.Tensor, nn.Module, dict]:
     """``n`` images from a checkpoint's model; returns them with the model and payload."""
     model, payload = model_from_checkpoint(path, use_ema=use_ema, neuron=neuron,
                                            threshold=threshold)
@@ -81,7 +86,8 @@ def sample_checkpoint(path, *, n: int, sampler: str = "ddim", steps: int | None 
     model.to(device)
     diffusion = GaussianDiffusion(config.diffusion_steps).to(device)
     images = sample_images(model, diffusion, config, n=n, sampler=sampler, steps=steps,
-                           eta=eta, seed=seed, device=device, batch=batch, progress=progress)
+                           eta=eta, seed=seed, device=device, batch=batch, progress=progress,
+                           shard=shard)
     return images, model, payload
 
 

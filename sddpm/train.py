@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import csv
 import math
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
@@ -32,6 +31,7 @@ from sddpm.checkpoint import (
 )
 from sddpm.data import load_dataset
 from sddpm.diffusion import GaussianDiffusion
+from sddpm.distributed import init_distributed
 from sddpm.errors import SddpmError
 from sddpm.files import atomic_path, write_json
 from sddpm.models import build_model
@@ -106,37 +106,6 @@ class BatchOrder:
         return out
 
 
-def resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise SddpmError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SddpmError(f"device {name!r} asked for, but no CUDA GPU is usable here; "
-                         "use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise SddpmError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
-    return device
-
-
-def _init_distributed(device_name: str) -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local_rank)
-    if world <= 1:
-        return 0, 1, device
-    if device.type == "cuda":
-        if device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        # the backend follows the device the tensors live on, not what the machine has
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), world, device
-
-
 # options that shape the trajectory: a resumed run takes them from its checkpoint
 TRAJECTORY_OPTIONS = ("preset", "arch", "neuron", "timesteps", "seed", "batch_size", "lr",
                       "warmup", "grad_clip", "ema_decay")
@@ -177,7 +146,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, resume: bool = False):
         config.validate()
-        self.rank, self.world, self.device = _init_distributed(config.device)
+        self.rank, self.world, self.device = init_distributed(config.device)
         self.out = Path(config.out)
         checkpoint = self._resume_checkpoint() if resume else None
         if checkpoint is not None:

@@ -241,8 +241,14 @@ def _script(name, *args):
 def test_sampler_sweep_writes_rows_with_intervals_and_energy_and_resumes(tmp_path):
     args = ("sweep_samplers.py", "--samplers", "ddim-1", "ddim-3", "heun-2", "--n", "8",
             "--profile-n", "1", "--batch", "4", "--bootstrap", "20", "--out", tmp_path)
+    # a second process's share of the rows, last batch first, then the table run
+    backwards = _script(*args, "--sample-only", "--reverse")
+    assert backwards.returncode == 0, backwards.stderr
+    made = {p: p.stat().st_mtime_ns for p in (tmp_path / "images").rglob("*.npy")}
+    assert len(made) == 6
     first = _script(*args)
     assert first.returncode == 0, first.stderr
+    assert {p: p.stat().st_mtime_ns for p in made} == made  # nothing sampled twice
     rows = json.loads((tmp_path / "samplers.json").read_text())
     assert [r["label"] for r in rows] == ["ddim-1", "ddim-3", "heun-2"]
     assert [r["network_calls"] for r in rows] == [1, 3, 3]  # Heun's extra call counted
