@@ -46,6 +46,7 @@ from sddpm.snn_unet import (
     SpikingDownsample,
     SpikingUNet,
     SpikingUpsample,
+    StandardSpikingResBlock,
 )
 
 NEURON_CONVENTION = (
@@ -231,6 +232,66 @@ def _res_block(b: _Builder, block: PreSpikeResBlock, path: str, parts: list[_Str
     return _Stream(terms, _conv_out(shape, conv2))
 
 
+def _identity_map(channels: int) -> ConvMap:
+    """A population's spikes as a stream term: one unit synapse per neuron (1x1)."""
+    return ConvMap(np.eye(channels).reshape(channels, channels, 1, 1), np.zeros(channels))
+
+
+def _standard_block(b: _Builder, block: StandardSpikingResBlock, path: str,
+                    parts: list[_Stream], hw: dict, temb: torch.Tensor | None) -> _Stream:
+    """The ablation's block: its output stream is two populations' spikes, each through
+    unit synapses, so the next population sums the two spike trains on its fan-in."""
+    for name in ("neuron0", "neuron1", "neuron2"):
+        _check(getattr(block, name), f"{path}.{name}", (MultiStepIF,))
+    for name in ("conv1", "conv2"):
+        _check(getattr(block, name), f"{path}.{name}", (nn.Conv2d,))
+    for name in ("bn1", "bn2"):
+        _check(getattr(block, name), f"{path}.{name}", (nn.BatchNorm2d,))
+    _check(block.shortcut, f"{path}.shortcut", (nn.Sequential, nn.Identity))
+    pops = _population_parts(b, parts, f"{path}.neuron0", f"{path}.neuron0", hw)
+    sizes = [p.shape[0] for p in parts]
+    suffix = (lambda k: "") if len(parts) == 1 else (lambda k: f":{k}")
+    conv1 = split_input_channels(fold_batchnorm_module(conv_map(block.conv1), block.bn1), sizes)
+    shape = _conv_out(parts[0].shape, conv1[0])
+    if temb is not None:  # one diffusion step: its time-embedding current is a constant
+        projection = copy.deepcopy(block.temb_proj).double()
+        per_channel = projection(temb)[0].detach().cpu().numpy()
+        conv1[0] = replace(conv1[0], bias=conv1[0].bias + per_channel)
+    neuron1 = b.population(f"{path}.neuron1", f"{path}.neuron1", shape, (0, shape[0]))
+    b.feed(_Stream([_Term(pop, m, f"{path}.conv1{suffix(k)}")
+                    for k, (pop, m) in enumerate(zip(pops, conv1))], shape), neuron1, hw)
+    hw[neuron1] = shape[1:]
+    if temb is None:
+        name = b.add(f"temb:{path}", nir.Input(input_type=np.array(shape)))
+        b.edges.append((name, neuron1))
+        b.temb_inputs.append({"node": name, "block": path, "channels": shape[0]})
+    conv2 = fold_batchnorm_module(conv_map(block.conv2), block.bn2)
+    out_shape = _conv_out(shape, conv2)
+    neuron2 = b.population(f"{path}.neuron2", f"{path}.neuron2", out_shape, (0, out_shape[0]))
+    b.feed(_Stream([_Term(neuron1, conv2, f"{path}.conv2")], out_shape), neuron2, hw)
+    hw[neuron2] = out_shape[1:]
+    unit = _identity_map(out_shape[0])
+    terms = [_Term(neuron2, unit, f"{path}.out")]
+    if isinstance(block.shortcut, nn.Identity):
+        if len(parts) > 1:  # the U-Net layout never makes one; refuse rather than guess
+            raise SddpmError(f"cannot export {path}.shortcut: an identity shortcut over a "
+                             "concatenation is not supported")
+        return _Stream(terms + [_Term(pops[0], unit, f"{path}.shortcut")], out_shape)
+    layers = list(block.shortcut)
+    if len(layers) != 3:
+        raise SddpmError(f"cannot export {path}.shortcut: expected 1x1 conv, BatchNorm, IF")
+    for k, kind in enumerate((nn.Conv2d, nn.BatchNorm2d, MultiStepIF)):
+        _check(layers[k], f"{path}.shortcut.{k}", (kind,))
+    _check_conv(layers[0], f"{path}.shortcut.0", pointwise=True)
+    maps = split_input_channels(fold_batchnorm_module(conv_map(layers[0]), layers[1]), sizes)
+    spikes = b.population(f"{path}.shortcut.2", f"{path}.shortcut.2", out_shape,
+                          (0, out_shape[0]))
+    b.feed(_Stream([_Term(pop, m, f"{path}.shortcut.0{suffix(k)}")
+                    for k, (pop, m) in enumerate(zip(pops, maps))], out_shape), spikes, hw)
+    hw[spikes] = out_shape[1:]
+    return _Stream(terms + [_Term(spikes, unit, f"{path}.shortcut")], out_shape)
+
+
 def _resample_block(b: _Builder, block: nn.Module, path: str, stream: _Stream,
                     hw: dict) -> _Stream:
     _check(block.neuron, f"{path}.neuron", (MultiStepIF,))
@@ -261,10 +322,13 @@ def _block(b: _Builder, block: nn.Module, path: str, parts: list[_Stream], hw: d
            temb) -> _Stream:
     if isinstance(block, PreSpikeResBlock):
         return _res_block(b, block, path, parts, hw, temb)
+    if isinstance(block, StandardSpikingResBlock):
+        return _standard_block(b, block, path, parts, hw, temb)
     if isinstance(block, (SpikingDownsample, SpikingUpsample)):
         return _resample_block(b, block, path, parts[0], hw)
     raise SddpmError(f"cannot export {path}: it is a {type(block).__name__}; the NIR exporter "
-                     "knows PreSpikeResBlock, SpikingDownsample and SpikingUpsample blocks")
+                     "knows PreSpikeResBlock, StandardSpikingResBlock, SpikingDownsample and "
+                     "SpikingUpsample blocks")
 
 
 def is_host_module(name: str) -> bool:

@@ -257,7 +257,7 @@ def main() -> None:
             m = metrics[mkey]
             measured.update({f"{k}{tag}": m[k] for k in
                              ("fid", "fid_ci_low", "fid_ci_high", "kid_mean", "kid_ci_low",
-                              "kid_ci_high")})
+                              "kid_ci_high", "precision", "recall")})
         r = {"checkpoint": checkpoint, "arch": arch, "label": row["label"],
              "sampler": row["sampler"], "sampler_steps": row["steps"],
              "threshold": row["threshold_spec"], "images": eval_n, "images_full": have,
@@ -271,7 +271,8 @@ def main() -> None:
     save_rows(out / "samplers.json", rows)
     write_csv(out / "samplers.csv", rows,
               ["arch", "label", "network_calls", "images", "fid", "fid_ci_low", "fid_ci_high",
-               "kid_mean", "kid_ci_low", "kid_ci_high", "images_full", "fid_full",
+               "kid_mean", "kid_ci_low", "kid_ci_high", "precision", "recall", "images_full",
+               "fid_full",
                "fid_ci_low_full", "fid_ci_high_full", "kid_mean_full", "kid_ci_low_full",
                "kid_ci_high_full", "energy_paper_mJ_per_image", "energy_strict_mJ_per_image",
                "threshold", "seed", "checkpoint"])

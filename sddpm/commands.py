@@ -36,6 +36,9 @@ def add_train(sub) -> None:
     p.add_argument("--arch", default="snn", help="snn (spiking U-Net) or ann (DDPM twin)")
     p.add_argument("--neuron", default="snntorch", help="snntorch, snntorch-loop or norse")
     p.add_argument("--timesteps", "-T", type=positive_int, default=4, help="spiking timesteps")
+    p.add_argument("--block", default="prespike",
+                   help="spiking residual block: prespike (the paper's) or standard "
+                        "(conv-BN-spike with spiking shortcuts, the paper's Table 4 ablation)")
     p.add_argument("--steps", type=positive_int, default=1000, help="optimizer steps in all")
     p.add_argument("--batch-size", type=positive_int, default=0, help="global batch (preset's)")
     p.add_argument("--lr", type=positive_float, default=0.0, help="Adam learning rate (preset's)")
@@ -56,7 +59,8 @@ def run_train(args) -> None:
 
     config = TrainConfig(
         preset=args.preset, arch=args.arch, neuron=args.neuron, timesteps=args.timesteps,
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+        block=args.block, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        warmup=args.warmup,
         ema_decay=args.ema, grad_clip=args.grad_clip, seed=args.seed,
         ckpt_every=args.ckpt_every, sample_every=args.sample_every, data_dir=args.data_dir,
         out=args.out, device=args.device,
@@ -211,11 +215,13 @@ def run_convert(args) -> None:
 
 
 def add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="sample quality: classifier-FID and KID (offline), "
-                                    "or Inception FID/KID/IS from a local weights file")
+    p = sub.add_parser("eval", help="sample quality: classifier-FID, KID, precision/recall "
+                                    "(offline), or Inception FID/KID/IS from a local "
+                                    "weights file")
     p.add_argument("checkpoint")
-    p.add_argument("--metric", nargs="+", default=["fid", "kid"],
-                   help="fid and/or kid; 'is' as well with --inception-weights")
+    p.add_argument("--metric", nargs="+", default=["fid", "kid", "prc"],
+                   help="fid, kid, prc (precision/recall); with --inception-weights fid, "
+                        "kid and is")
     p.add_argument("--n", "--images", dest="n", type=positive_int, default=1000,
                    help=f"images generated ({TORCHRUN_N})")
     p.add_argument("--sampler", default="ddim", help=SAMPLER_HELP)
@@ -271,7 +277,9 @@ def run_eval(args) -> None:
              f"{kind}-KID {result['kid_mean']:.5f} +- {result['kid_std']:.5f}{ci('kid')}"
              if "kid_mean" in result else "",
              f"IS {result['is_mean']:.3f} +- {result['is_std']:.3f}"
-             if "is_mean" in result else ""]
+             if "is_mean" in result else "",
+             f"precision {result['precision']:.3f}, recall {result['recall']:.3f}"
+             if "precision" in result else ""]
     if args.inception_weights:
         weights = "official" if result["official_weights"] else "NOT the official"
         where = (f"{weights} pt_inception-2015-12-05 weights, {result['real_images']} real "

@@ -54,7 +54,7 @@ def evaluate_images(images: torch.Tensor, classifier_path, metrics=METRICS,
     real = real_features(classifier_path, data_dir)
     result = fid_kid(generated, real, metrics)
     if bootstrap:
-        if set(metrics) != set(METRICS):
+        if not {"fid", "kid"} <= set(metrics):
             raise SddpmError("--bootstrap gives intervals for both FID and KID; measure both")
         result.update(bootstrap_intervals(generated, real, result, resamples=bootstrap))
     result.update({"images": len(images), "feature_extractor": str(classifier_path),
@@ -110,7 +110,7 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
                              "ways; pass one")
         # checked before sampling, which is the long part
         inception, digest = load_inception(inception_weights), file_sha256(inception_weights)
-        if {"fid", "kid"} & set(metrics):
+        if {"fid", "kid", "prc"} & set(metrics):
             real_test_set(real_n or PAPER_SCALE_IMAGES, data_dir)
     else:
         if "is" in metrics:
@@ -118,7 +118,7 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
                              "--inception-weights FILE")
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
-            raise SddpmError(f"unknown metric {unknown[0]!r}; expected fid and/or kid")
+            raise SddpmError(f"unknown metric {unknown[0]!r}; expected fid, kid and/or prc")
         if real_n is not None:
             raise SddpmError("--real-n applies to Inception metrics only; the classifier "
                              "metrics use the whole test set")

@@ -1,4 +1,5 @@
-"""FID and KID between two feature sets, with torch-fidelity's estimators.
+"""FID, KID and precision/recall between two feature sets, with torch-fidelity's
+estimators.
 
 Whatever network made the features (the project's classifier, torch-fidelity's
 InceptionV3), the distances are computed here, one way.
@@ -11,12 +12,20 @@ import torch
 
 from sddpm.errors import SddpmError
 
-METRICS = ("fid", "kid")
+METRICS = ("fid", "kid", "prc")
+PRC_NEIGHBOURHOOD = 3  # torch-fidelity's default k of the k-NN manifolds
 
 
 def fid_kid(generated: torch.Tensor, real: torch.Tensor, metrics=METRICS,
             kid_subset_size: int = 1000, seed: int = 0) -> dict:
-    """torch-fidelity's estimators on two feature sets ``[N, D]``."""
+    """torch-fidelity's estimators on two feature sets ``[N, D]``.
+
+    ``prc``: improved precision and recall (Kynkäänniemi et al. 2019): the share of
+    generated images inside the real images' k-NN manifold, and of real images inside
+    the generated one. Both depend on the set sizes (a larger set has smaller k-NN
+    balls), so the real side is a seeded subset as large as the generated set: two
+    models measured at the same N compare.
+    """
     from torch_fidelity.metric_fid import (
         fid_features_to_statistics,
         fid_statistics_to_metric,
@@ -25,7 +34,7 @@ def fid_kid(generated: torch.Tensor, real: torch.Tensor, metrics=METRICS,
 
     unknown = set(metrics) - set(METRICS)
     if unknown:
-        raise SddpmError(f"unknown metric {sorted(unknown)[0]!r}; expected fid or kid")
+        raise SddpmError(f"unknown metric {sorted(unknown)[0]!r}; expected fid, kid or prc")
     out = {}
     if "fid" in metrics:
         if len(generated) < 2:
@@ -40,6 +49,19 @@ def fid_kid(generated: torch.Tensor, real: torch.Tensor, metrics=METRICS,
         out["kid_mean"] = kid["kernel_inception_distance_mean"]
         out["kid_std"] = kid["kernel_inception_distance_std"]
         out["kid_subset_size"] = size
+    if "prc" in metrics:
+        from torch_fidelity.metric_prc import prc_features_to_metric
+
+        if len(generated) <= PRC_NEIGHBOURHOOD:
+            raise SddpmError(f"precision/recall need more than {PRC_NEIGHBOURHOOD} images "
+                             "(k-NN balls); raise --n")
+        k = min(len(generated), len(real))
+        pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:k]
+        prc = prc_features_to_metric(generated, real[pick], prc_neighborhood=PRC_NEIGHBOURHOOD,
+                                     prc_batch_size=10000, save_cpu_ram=True, verbose=False)
+        out.update({"precision": prc["precision"], "recall": prc["recall"],
+                    "f_score": prc["f_score"], "prc_real_images": k,
+                    "prc_neighbourhood": PRC_NEIGHBOURHOOD})
     return out
 
 

@@ -28,7 +28,7 @@ from sddpm.errors import SddpmError
 from sddpm.fid_kid import fid_kid
 from sddpm.files import cached_array
 
-INCEPTION_METRICS = ("fid", "kid", "is")
+INCEPTION_METRICS = ("fid", "kid", "prc", "is")
 # torch-fidelity names its release file by the first hex digits of its SHA-256
 OFFICIAL_SHA256_PREFIX = "6726825d"
 PAPER_SCALE_IMAGES = 10_000
@@ -132,7 +132,7 @@ def inception_score(logits: torch.Tensor,
 def check_inception_metrics(metrics) -> None:
     unknown = [m for m in metrics if m not in INCEPTION_METRICS]
     if unknown:
-        raise SddpmError(f"unknown metric {unknown[0]!r}; expected fid, kid and/or is")
+        raise SddpmError(f"unknown metric {unknown[0]!r}; expected fid, kid, prc and/or is")
 
 
 def evaluate_with_inception(images: torch.Tensor, model, digest: str, metrics,
@@ -142,7 +142,7 @@ def evaluate_with_inception(images: torch.Tensor, model, digest: str, metrics,
     check_inception_metrics(metrics)
     pool, logits = inception_features(model, images, progress=progress)
     result = {}
-    distances = [m for m in metrics if m in ("fid", "kid")]
+    distances = [m for m in metrics if m in ("fid", "kid", "prc")]
     if distances:
         real = real_inception_features(model, digest, real_n, data_dir, progress)
         result.update(fid_kid(pool, real, distances, seed=FIDELITY_SEED))

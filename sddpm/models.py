@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from sddpm.ann_unet import AnnUNet
+from sddpm.errors import SddpmError
 from sddpm.neurons import check_backend
 from sddpm.presets import ModelConfig, check_arch
 from sddpm.snn_unet import SpikingUNet
@@ -15,6 +16,9 @@ def build_model(config: ModelConfig, arch: str, neuron: str = "snntorch") -> nn.
     """The Spiking U-Net (``arch='snn'``) or its ANN twin (``'ann'``) for ``config``."""
     if check_arch(arch) == "snn":
         return SpikingUNet(config, neuron=check_backend(neuron))
+    if config.block != "prespike":
+        raise SddpmError(f"the {config.block} block is a spiking block; an ANN twin has one "
+                         "block")
     return AnnUNet(config)
 
 

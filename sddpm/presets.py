@@ -17,6 +17,8 @@ class ModelConfig:
     (SNN only); ``dropout`` and ``attn_middle`` apply to the ANN twin only.
     ``fires_on`` is the IF neurons' rule: ``">"`` for models sddpm trains, ``">="`` for
     models of the official SDDPM code (spikingjelly's IFNode); every stage keeps it.
+    ``block`` is the spiking residual block: ``"prespike"`` (the paper's) or
+    ``"standard"`` (the conventional block of its ablation, Table 4).
     """
 
     name: str
@@ -33,6 +35,7 @@ class ModelConfig:
     batch_size: int = 128
     lr: float = 2e-4
     fires_on: str = ">"
+    block: str = "prespike"
 
     def __post_init__(self):
         self._check_values()
@@ -76,6 +79,8 @@ class ModelConfig:
             bad("lr", "a positive number")
         if self.fires_on not in (">", ">="):
             bad("fires_on", "'>' or '>='")
+        if self.block not in BLOCKS:
+            bad("block", " or ".join(repr(b) for b in BLOCKS))
 
     @property
     def levels(self) -> int:
@@ -85,6 +90,12 @@ class ModelConfig:
         if not isinstance(timesteps, int) or timesteps <= 0:
             raise SddpmError(f"spiking timesteps T must be a positive integer, got {timesteps}")
         return replace(self, timesteps=timesteps)
+
+    def with_block(self, block: str) -> ModelConfig:
+        if block not in BLOCKS:
+            raise SddpmError(f"unknown residual block {block!r}; expected "
+                             f"{' or '.join(BLOCKS)}")
+        return replace(self, block=block)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -114,7 +125,10 @@ class ModelConfig:
         return config
 
 
-# what a preset fixes; T, the firing rule and the training options may differ
+# spiking residual blocks: the paper's pre-spike block and the ablation's standard one
+BLOCKS = ("prespike", "standard")
+
+# what a preset fixes; T, the firing rule, the block and the training options may differ
 ARCHITECTURE_FIELDS = ("dataset", "image_size", "image_channels", "ch", "ch_mult",
                        "num_res_blocks", "diffusion_steps", "attn_middle")
 

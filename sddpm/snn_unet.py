@@ -10,6 +10,10 @@ Structure (reference code of the paper):
   repeated T times; its analog output is the first skip;
 - :class:`PreSpikeResBlock`: ``IF -> conv3x3 -> BN -> +temb -> IF -> conv3x3 -> BN``
   plus ``shortcut(x)`` (1x1 conv when the width changes, identity otherwise);
+- or, for the paper's ablation (``block="standard"``), :class:`StandardSpikingResBlock`:
+  ``s = IF(x)``, ``conv3x3 -> BN -> +temb -> IF -> conv3x3 -> BN -> IF``, plus the
+  input spikes ``s`` (through ``1x1 conv -> BN -> IF`` when the width changes): two
+  spike trains added, values in {0, 1, 2};
 - :class:`SpikingDownsample`: ``IF -> conv3x3 stride 2 -> BN``;
 - :class:`SpikingUpsample`: ``IF -> nearest x2 -> conv3x3 -> BN``;
 - skips concatenated by channel before every up block;
@@ -78,6 +82,48 @@ class PreSpikeResBlock(nn.Module):
         h = add_per_sample(h, self.temb_proj(temb), self.timesteps)
         h = self.bn2(self.conv2(self.neuron2(h)))
         return h + self.shortcut(x)
+
+
+class StandardSpikingResBlock(nn.Module):
+    """The conventional spiking residual block the paper's ablation compares against
+    (section 4.2, Eq. 10-13, Fig. 3(b)): conv-BN-spike, and the shortcut carries the
+    block's input spikes, so the output is a sum of two spike trains (0, 1 or 2).
+
+    Our reading of the brief text: the block spikes its input first, as every stage of
+    this U-Net does (the streams between stages are currents: skips concatenate them
+    and the decoder reads them), and adds after the last spike neuron (the {0, 1, 2}
+    case of section 4.2); the sum enters the next stage as its current. Where the
+    width changes, the shortcut is ``1x1 conv -> BN -> IF`` so that both terms stay
+    spikes (a 1x1 conv alone would add an analog term).
+    """
+
+    def __init__(self, *, in_ch: int, out_ch: int, tdim: int, timesteps: int, backend: str,
+                 fires_on: str = ">"):
+        super().__init__()
+        self.timesteps = timesteps
+        self.neuron0 = MultiStepIF(timesteps=timesteps, backend=backend, fires_on=fires_on)
+        self.conv1 = _conv3x3(in_ch, out_ch)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.temb_proj = nn.Sequential(nn.SiLU(), nn.Linear(tdim, out_ch))
+        self.neuron1 = MultiStepIF(timesteps=timesteps, backend=backend, fires_on=fires_on)
+        self.conv2 = _conv3x3(out_ch, out_ch)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.neuron2 = MultiStepIF(timesteps=timesteps, backend=backend, fires_on=fires_on)
+        if in_ch != out_ch:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1), nn.BatchNorm2d(out_ch),
+                MultiStepIF(timesteps=timesteps, backend=backend, fires_on=fires_on))
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        s = self.neuron0(x)
+        h = add_per_sample(self.bn1(self.conv1(s)), self.temb_proj(temb), self.timesteps)
+        h = self.neuron2(self.bn2(self.conv2(self.neuron1(h))))
+        return h + self.shortcut(s)
+
+
+RES_BLOCKS = {"prespike": PreSpikeResBlock, "standard": StandardSpikingResBlock}
 
 
 class SpikingDownsample(nn.Module):
@@ -152,8 +198,9 @@ class SpikingUNet(nn.Module):
 
         def block(spec):
             if spec.kind == "res":
-                return PreSpikeResBlock(in_ch=spec.in_ch, out_ch=spec.out_ch, tdim=tdim,
-                                        timesteps=T, backend=neuron, fires_on=config.fires_on)
+                return RES_BLOCKS[config.block](
+                    in_ch=spec.in_ch, out_ch=spec.out_ch, tdim=tdim, timesteps=T,
+                    backend=neuron, fires_on=config.fires_on)
             kind = SpikingDownsample if spec.kind == "down" else SpikingUpsample
             return kind(ch=spec.in_ch, timesteps=T, backend=neuron, fires_on=config.fires_on)
 

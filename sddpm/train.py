@@ -36,7 +36,7 @@ from sddpm.errors import SddpmError
 from sddpm.files import atomic_path, write_json
 from sddpm.models import build_model
 from sddpm.neurons import check_backend
-from sddpm.presets import ModelConfig, check_arch, get_preset
+from sddpm.presets import BLOCKS, ModelConfig, check_arch, get_preset
 from sddpm.sampling import sample_images, save_grid
 
 # datasets whose images stay meaningful when mirrored
@@ -51,6 +51,7 @@ class TrainConfig:
     arch: str = "snn"
     neuron: str = "snntorch"
     timesteps: int = 4
+    block: str = "prespike"  # the spiking residual block (sddpm.presets.BLOCKS)
     steps: int = 1000
     batch_size: int = 0  # 0: the preset's
     lr: float = 0.0  # 0: the preset's
@@ -70,6 +71,11 @@ class TrainConfig:
         get_preset(self.preset)
         check_arch(self.arch)
         check_backend(self.neuron)
+        if self.block not in BLOCKS:
+            raise SddpmError(f"--block {self.block!r}: expected {' or '.join(BLOCKS)}")
+        if self.block != "prespike" and self.arch != "snn":
+            raise SddpmError(f"--block {self.block} is a spiking block; the ANN twin has "
+                             "one block (drop --block or use --arch snn)")
         for name in ("timesteps", "steps", "ckpt_every", "sample_every"):
             if getattr(self, name) <= 0:
                 raise SddpmError(f"--{name.replace('_', '-')} must be positive, "
@@ -107,8 +113,8 @@ class BatchOrder:
 
 
 # options that shape the trajectory: a resumed run takes them from its checkpoint
-TRAJECTORY_OPTIONS = ("preset", "arch", "neuron", "timesteps", "seed", "batch_size", "lr",
-                      "warmup", "grad_clip", "ema_decay")
+TRAJECTORY_OPTIONS = ("preset", "arch", "neuron", "timesteps", "block", "seed", "batch_size",
+                      "lr", "warmup", "grad_clip", "ema_decay")
 
 
 def merge_resumed_config(saved: TrainConfig, given: TrainConfig, path: Path) -> TrainConfig:
@@ -157,7 +163,7 @@ class Trainer:
                              "run or choose another --out")
         self.cfg = config
         preset = get_preset(config.preset)
-        self.model_config = preset.with_timesteps(config.timesteps)
+        self.model_config = preset.with_timesteps(config.timesteps).with_block(config.block)
         self.batch_size = config.batch_size or preset.batch_size
         self.lr = config.lr or preset.lr
         if self.batch_size % self.world:

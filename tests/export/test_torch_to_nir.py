@@ -82,6 +82,42 @@ def test_random_init_export_matches_torch(preset, diffusion_step, tmp_path):
     assert bool(temb_inputs) == (diffusion_step is None)
 
 
+def _block_outputs(model, x, t, kind):
+    seen, hooks = {}, []
+    for name, m in model.named_modules():
+        if isinstance(m, kind):
+            hooks.append(m.register_forward_hook(
+                lambda mod, i, o, name=name: seen.__setitem__(name, o.detach())))
+    with torch.no_grad():
+        model(x, t)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("diffusion_step", [None, 123])
+@pytest.mark.parametrize("res_blocks", [1, 2])
+def test_standard_block_exports_spike_for_spike(diffusion_step, res_blocks, tmp_path):
+    from dataclasses import replace
+
+    from sddpm.snn_unet import StandardSpikingResBlock
+
+    config = replace(get_preset("tiny"), name="tiny-standard", num_res_blocks=res_blocks,
+                     block="standard")
+    torch.manual_seed(0)
+    model = _randomise_batchnorm(build_model(config, "snn")).double().eval()
+    x, t = _inputs(config)
+    outputs = _block_outputs(model, x, t, StandardSpikingResBlock)
+    values = torch.cat([o.flatten() for o in outputs.values()]).unique()
+    # the block's output is two spike trains added: the 2s (both at once) occur and
+    # must cross the graph's fan-in as they do in torch
+    assert set(values.tolist()) == {0.0, 1.0, 2.0}
+    graph, _ = check_export(model, tmp_path, x, t, diffusion_step=diffusion_step)
+    info = json.loads(graph.metadata["sddpm"])
+    torch_pops = {p["torch"] for p in info["populations"]}
+    assert {"down.0.neuron0", "down.0.neuron2", "up.0.shortcut.2"} <= torch_pops
+
+
 def test_trained_tiny_export_matches_torch(tiny_checkpoint, tmp_path):
     model, _ = model_from_checkpoint(tiny_checkpoint)
     check_export(model, tmp_path, *_inputs(model.config, batch=3))

@@ -37,6 +37,22 @@ def test_unknown_metric_and_too_few_images_are_refused():
         fid_kid(a[:1], a, metrics=["fid"])
 
 
+def test_precision_and_recall_tell_collapse_from_blur():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(2000, 8, generator=g, dtype=torch.float64)
+    fresh = torch.randn(500, 8, generator=g, dtype=torch.float64)
+    # 'sharp but collapsed': real-looking samples from one small corner of the data
+    collapsed = real[:500] * 0.15
+    # 'blurry but diverse': the whole distribution, spread wider than the data
+    blurred = torch.randn(500, 8, generator=g, dtype=torch.float64) * 2.0
+    same, sharp, blurry = (fid_kid(x, real, metrics=["prc"]) for x in (fresh, collapsed, blurred))
+    assert same["precision"] > 0.6 and same["recall"] > 0.6 and same["prc_real_images"] == 500
+    assert sharp["precision"] > 0.8 and sharp["recall"] < 0.1
+    assert blurry["recall"] > 0.6 > 0.3 > blurry["precision"]
+    with pytest.raises(SddpmError, match="more than 3 images"):
+        fid_kid(fresh[:3], real, metrics=["prc"])
+
+
 def test_features_are_the_penultimate_layer():
     model = FashionClassifier().eval()
     x = torch.rand(3, 1, 32, 32) * 2 - 1

@@ -146,3 +146,25 @@ def test_two_process_ddp_on_cpu_with_gloo(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     ck = load_checkpoint(out / "last.pt")
     assert ck["step"] == 6 and len(_losses(out)) == 6
+
+
+def test_standard_block_trains_resumes_and_is_refused_where_it_does_not_apply(tmp_path):
+    from sddpm.sampling import model_from_checkpoint
+    from sddpm.snn_unet import PreSpikeResBlock, StandardSpikingResBlock
+
+    cfg = TrainConfig(preset="tiny", block="standard", steps=2, ckpt_every=2, warmup=1,
+                      sample_every=1000, out=str(tmp_path / "std"))
+    Trainer(cfg).run()
+    model, payload = model_from_checkpoint(tmp_path / "std" / "last.pt")
+    assert payload["model_config"]["block"] == "standard"
+    kinds = {type(m) for m in model.modules()}
+    assert StandardSpikingResBlock in kinds and PreSpikeResBlock not in kinds
+    # resuming takes the block from the run
+    resumed = Trainer(TrainConfig(preset="tiny", steps=3, out=cfg.out, warmup=1,
+                                  sample_every=1000), resume=True)
+    assert resumed.cfg.block == "standard"
+    assert isinstance(resumed.model.down[0], StandardSpikingResBlock)
+    for bad, message in [(dict(block="sew"), "--block 'sew'"),
+                         (dict(block="standard", arch="ann"), "ANN twin has one block")]:
+        with pytest.raises(SddpmError, match=message):
+            TrainConfig(preset="tiny", **bad).validate()

@@ -1,0 +1,109 @@
+"""The ablation's standard block in Lava: its spike shortcuts (two spike trains summed on
+the next population's fan-in) run as the torch model does, in floating and fixed point.
+
+Tiny preset with randomised BatchNorm statistics, so that both spike trains of a block
+fire at once somewhere (the {0, 1, 2} sums) and every population is busy.
+"""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from sddpm.export.executor import HostSide, NirExecutor
+from sddpm.export.nir_to_lava import LavaNetwork
+from sddpm.export.quantize import quantize_graph, summed_bias
+from sddpm.export.torch_to_nir import export_nir
+from sddpm.models import build_model
+from sddpm.neurons import MultiStepIF
+from sddpm.presets import get_preset
+from sddpm.simulations.fixed_emulator import FixedPointNoisePredictor
+from sddpm.simulations.lava_runner import LavaSession
+
+
+def _standard_model(threshold_scale=1.0):
+    config = replace(get_preset("tiny"), name="tiny-standard", block="standard")
+    torch.manual_seed(0)
+    model = build_model(config, "snn").double().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+            if isinstance(m, MultiStepIF):
+                m.threshold *= threshold_scale
+    return config, model
+
+
+def _torch_spikes(model, x, t):
+    spikes, hooks = {}, []
+    for name, m in model.named_modules():
+        if isinstance(m, MultiStepIF):
+            hooks.append(m.register_forward_hook(
+                lambda mod, i, o, name=name: spikes.__setitem__(name, o.detach())))
+    with torch.no_grad():
+        model(x, t)
+    for h in hooks:
+        h.remove()
+    return spikes
+
+
+def _x(batch, seed=5):
+    return torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64)
+
+
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
+def test_standard_block_in_lava_float_agrees_with_torch_on_every_spike():
+    config, model = _standard_model()
+    graph = export_nir(model)
+    session = LavaSession(LavaNetwork(graph, config.timesteps, tap_spikes=True))
+    x, t = _x(2), torch.tensor([30, 700])
+    try:
+        feeds = HostSide(graph).inputs(x, t)
+        stream = session.forward([{k: v[b].numpy() for k, v in feeds.items()} for b in range(2)])
+        lava = dict(session.spikes)
+    finally:
+        session.stop()
+    outputs, _ = NirExecutor(graph).run(feeds, config.timesteps)
+    np.testing.assert_allclose(stream, outputs["stream"].transpose(0, 1).numpy(), atol=1e-12)
+    reference = _torch_spikes(model, x, t)
+
+    T, total, differ = config.timesteps, 0, 0
+    for pop in json.loads(graph.metadata["sddpm"])["populations"]:
+        lo, hi = pop["channels"]
+        s = reference[pop["torch"]]
+        expected = s.reshape(T, 2, *s.shape[1:])[:, :, lo:hi].transpose(0, 1).numpy()
+        total += expected.size
+        differ += int((lava[pop["node"]] != expected).sum())
+    assert differ == 0 and total > 0
+    assert 0 < np.mean([s.mean() for s in lava.values()]) < 1
+
+
+@pytest.mark.slow  # compiles and runs a multi-process Lava network
+def test_standard_block_in_lava_fixed_pt_equals_the_emulation_bit_for_bit():
+    config, model = _standard_model(threshold_scale=0.5)
+    graph = export_nir(model)
+    fixed = quantize_graph(graph)
+    predictor = FixedPointNoisePredictor(graph, fixed)
+    session = LavaSession(LavaNetwork(graph, config.timesteps, tap_spikes=True, fixed=fixed))
+    assert session.tag == "fixed_pt"
+    x, t = _x(2, seed=1), torch.tensor([10, 310])
+    try:
+        feeds = predictor.host.inputs(x, t)
+        outputs, spikes = predictor.emulator.run(predictor.integer_inputs(x, t),
+                                                 config.timesteps)
+        stream = session.forward([{n: v[b].numpy() for n, v in feeds.items()} for b in range(2)])
+        lava = dict(session.spikes)
+    finally:
+        session.stop()
+    values = fixed.output_value("stream", outputs["stream"].double().numpy())
+    values = values + summed_bias(graph, "stream")[:, None, None]
+    assert np.array_equal(stream, values.transpose(1, 0, 2, 3, 4))
+    for name, s in lava.items():
+        assert np.array_equal(s, spikes[name].transpose(0, 1).numpy()), name
+    assert sum(s.sum() for s in lava.values()) > 0
