@@ -46,19 +46,26 @@ report: $(STAMP)
 	$(PY) scripts/run_notebook.py notebooks/energy_report.ipynb runs/energy_report/energy_report.ipynb
 
 # The issue's sweeps as measured for results/ (hours on 2 CPU cores; each resumes where
-# it stopped). Energy per image from 4 profiled images per row.
+# it stopped). The sampler frontier: fast rows at 300 images, DDPM-1000 at 200 (a second
+# process may share a row: the same line with --reverse), then the table at 200 images
+# per row, energy per image from 2 profiled images per row.
 FAST_SAMPLERS := dpm-solver++-5 dpm-solver++-10 dpm-solver++-20 unipc-10 ddim-10 ddim-20 \
   ddim-50 ddim-100 dpm-solver++-10@0.998 \
   dpm-solver++-10@results/samplers/threshold-up-0.998.json
+SWEPT := checkpoints/fmnist-small-snn.pt checkpoints/fmnist-small-ann.pt
 
 sweeps: $(STAMP)
 	$(PY) scripts/sweep_threshold.py --n 300 --steps 20 --out runs/sweeps/threshold
-	$(PY) scripts/sweep_samplers.py checkpoints/fmnist-small-snn.pt \
-	  checkpoints/fmnist-small-ann.pt --samplers $(FAST_SAMPLERS) --n 100 --batch 25 \
+	$(PY) scripts/sweep_samplers.py $(SWEPT) --samplers $(FAST_SAMPLERS) --n 300 --batch 25 \
 	  --sample-only --out runs/sweeps/samplers-17
-	$(PY) scripts/sweep_samplers.py checkpoints/fmnist-small-snn.pt \
-	  checkpoints/fmnist-small-ann.pt --samplers ddpm-1000 $(FAST_SAMPLERS) --n 25 \
+	$(PY) scripts/sweep_samplers.py $(SWEPT) --samplers ddpm-1000 --n 200 --batch 25 \
+	  --sample-only --out runs/sweeps/samplers-17
+	$(PY) scripts/sweep_samplers.py $(SWEPT) --samplers ddpm-1000 $(FAST_SAMPLERS) --n 200 \
 	  --batch 25 --profile-n 2 --bootstrap 300 --out runs/sweeps/samplers-17
+	mkdir -p results/samplers-frontier && cp runs/sweeps/samplers-17/samplers.csv \
+	  runs/sweeps/samplers-17/samplers.json runs/sweeps/samplers-17/samplers.md \
+	  runs/sweeps/samplers-17/samplers.png \
+	  runs/sweeps/samplers-17/frontier.json results/samplers-frontier/
 	$(PY) scripts/sweep_timesteps.py --timesteps 4 8 --train-steps 500 --n 1000 \
 	  --sampler-steps 20 --out runs/sweeps/timesteps-n1000
 

@@ -155,6 +155,29 @@ def frontier_summary(rows: list) -> list:
     return out
 
 
+def markdown_table(rows: list) -> str:
+    """The frontier as a Markdown table, per network by energy (for README and notes)."""
+    lines = ["| network | row | network calls | classifier-FID (95% interval) | "
+             "classifier-KID x1000 (95% interval) | precision | recall | "
+             "mJ per image ('paper' / 'strict') | energy vs DDPM-1000 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for arch in sorted({r["arch"] for r in rows}, reverse=True):
+        mine = sorted((r for r in rows if r["arch"] == arch),
+                      key=lambda r: -r["energy_paper_mJ_per_image"])
+        base = next((r for r in mine if r["label"] == "ddpm-1000"), None)
+        for r in mine:
+            ratio = (f"{base['energy_paper_mJ_per_image'] / r['energy_paper_mJ_per_image']:.1f}x"
+                     " less" if base is not None and r is not base else "")
+            lines.append(
+                f"| {arch.upper()} | {r['label']} | {r['network_calls']} | {r['fid']:.2f} "
+                f"[{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}] | "
+                f"{1000 * r['kid_mean']:.2f} [{1000 * r['kid_ci_low']:.2f}, "
+                f"{1000 * r['kid_ci_high']:.2f}] | {r['precision']:.3f} | {r['recall']:.3f} | "
+                f"{r['energy_paper_mJ_per_image']:.2f} / {r['energy_strict_mJ_per_image']:.2f} "
+                f"| {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows: list, path) -> None:
     from matplotlib.figure import Figure
 
@@ -276,6 +299,8 @@ def main() -> None:
                "fid_ci_low_full", "fid_ci_high_full", "kid_mean_full", "kid_ci_low_full",
                "kid_ci_high_full", "energy_paper_mJ_per_image", "energy_strict_mJ_per_image",
                "threshold", "seed", "checkpoint"])
+    with atomic_path(out / "samplers.md") as tmp:
+        Path(tmp).write_text(markdown_table(rows))
     summary = frontier_summary(rows)
     save_rows(out / "frontier.json", summary)
     for s in summary:
@@ -287,7 +312,7 @@ def main() -> None:
                   f"({s['images']} images): {s['row']}, {s['energy_ratio_paper']:.1f}x less "
                   f"energy per image ('paper'), {s['energy_ratio_strict']:.1f}x ('strict')")
     plot(rows, out / "samplers.png")
-    print(f"wrote {out}/samplers.csv, .json, .png and frontier.json")
+    print(f"wrote {out}/samplers.csv, .json, .md, .png and frontier.json")
 
 
 def _arch(checkpoint: str) -> str:

@@ -273,6 +273,8 @@ def test_sampler_sweep_writes_rows_with_intervals_and_energy_and_resumes(tmp_pat
     assert 2.0 < ratio < 4.5 and all(r["energy_strict_mJ_per_image"] > 0 for r in rows)
     assert all(r["fid_ci_low"] < r["fid"] < r["fid_ci_high"] for r in rows)
     assert (tmp_path / "samplers.png").stat().st_size > 0
+    table = (tmp_path / "samplers.md").read_text()
+    assert table.count("| SNN |") == 3 and "ddim-3 | 3 |" in table
     images = sorted((tmp_path / "images").rglob("*.npy"))
     assert len(images) == 6  # two batches of 4 per row
     stamps = [p.stat().st_mtime_ns for p in images]
