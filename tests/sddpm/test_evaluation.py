@@ -1,5 +1,6 @@
 """Offline sample quality: the classifier, its features, FID and KID."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -302,3 +303,33 @@ def test_timestep_sweep_trains_each_t_with_the_same_budget(tmp_path):
         assert payload["model_config"]["timesteps"] == t and payload["step"] == 2
     assert rows[1]["energy_paper_mJ_per_image"] > rows[0]["energy_paper_mJ_per_image"]
     assert (tmp_path / "timesteps.png").stat().st_size > 0
+
+
+def test_recipe_sweep_pairs_the_losses_of_runs_that_differ_in_one_option(tmp_path):
+    args = ("sweep_recipe.py", "--preset", "tiny", "--steps", "6", "--window", "4",
+            "--ckpt-every", "3", "--out", tmp_path)
+    # two processes' shares of the variants (train only), then the table
+    for share in (["base", "lr=1e-2"], ["grad_clip=0.01", "batch_size=8"]):
+        part = _script(*args, "--variants", *share, "--no-table")
+        assert part.returncode == 0, part.stderr
+    table = _script(*args, "--variants", "base", "lr=1e-2", "grad_clip=0.01", "batch_size=8")
+    assert table.returncode == 0, table.stderr
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "recipe.json").read_text())}
+    assert list(rows) == ["base", "lr=1e-2", "grad_clip=0.01", "batch_size=8"]
+    from sddpm.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(tmp_path / "lr=1e-2" / "last.pt")
+    assert payload["train_config"]["lr"] == 1e-2 and payload["step"] == 6
+    # same batches: paired; another batch size: not
+    assert rows["lr=1e-2"]["paired"] and not rows["batch_size=8"]["paired"]
+    assert rows["batch_size=8"]["images_seen"] == 48
+    base = [float(r["loss"]) for r in
+            csv.DictReader(open(tmp_path / "base" / "losses.csv"))][-4:]
+    fast = [float(r["loss"]) for r in
+            csv.DictReader(open(tmp_path / "lr=1e-2" / "losses.csv"))][-4:]
+    assert rows["lr=1e-2"]["loss_diff_vs_base"] == pytest.approx(
+        sum(f - b for f, b in zip(fast, base)) / 4)
+    assert (tmp_path / "recipe.png").stat().st_size > 0
+    bad = _script(*args, "--variants", "momentum=0.9")
+    assert bad.returncode == 2 and "option=value" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
