@@ -63,9 +63,13 @@ def resource_report(graph: nir.NIRGraph, limits: dict | None = None,
         for (conv, target), wait in schedule.waits.items():
             if target != name:
                 continue
-            w = np.shape(graph.nodes[conv].weight)  # (C_out, C_in, kh, kw)
+            weight = graph.nodes[conv].weight
+            w = np.shape(weight)  # (C_out, C_in, kh, kw)
             weights += int(np.prod(w))
-            fan_in += int(w[1] * w[2] * w[3])
+            if w[2:] == (1, 1):  # a 1x1 map stores its non-zero synapses only (unit maps: 1)
+                fan_in += int(np.ceil(np.count_nonzero(weight) / w[0]))
+            else:
+                fan_in += int(w[1] * w[2] * w[3])
             if wait:
                 delays.append(int(wait))
         external = [p for p in preds[name] if isinstance(graph.nodes[p], nir.Input)]

@@ -28,7 +28,8 @@ def graph_summary(graph: nir.NIRGraph) -> dict:
         "neurons": int(sum(np.prod(p.v_threshold.shape) for p in pops)),
         "synaptic_maps": len(convs),
         "weights": int(sum(c.weight.size for c in convs)),
-        "synapses_per_timestep": int(sum(shapes[n] * graph.nodes[n].weight.size
+        # a zero weight is no synapse (the standard block's unit maps are mostly zeros)
+        "synapses_per_timestep": int(sum(shapes[n] * np.count_nonzero(graph.nodes[n].weight)
                                          for n in shapes)),
         "inputs": sorted(graph.inputs),
         "outputs": sorted(graph.outputs),

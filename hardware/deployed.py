@@ -86,9 +86,16 @@ def profile_from_counts(graph: nir.NIRGraph, counts: dict, batch: int, diffusion
         rates.append(x.sum(axis=(1, 2, 3)) / (batch * x[0].size))
         geometry = SimpleNamespace(padding_mode="zeros", padding=padding, stride=stride,
                                    kernel_size=(kh, kw), dilation=(1, 1))
-        fanout = real_fanout(geometry, (h, w)).numpy()
-        per_position = x.sum(axis=(0, 1)) / batch  # per image, all T and channels
-        events.append(float((per_position * fanout).sum()) * c_out)
+        if (kh, kw) == (1, 1) and stride == [1, 1] and padding == [0, 0]:
+            # a 1x1 map: a spike of channel ci meets the non-zero weights of its column
+            # only (the standard block's unit synapses: one; a dense map: all c_out)
+            per_channel = x.sum(axis=(0, 2, 3)) / batch
+            targets = np.count_nonzero(node.weight[:, :, 0, 0], axis=0)
+            events.append(float((per_channel * targets).sum()))
+        else:
+            fanout = real_fanout(geometry, (h, w)).numpy()
+            per_position = x.sum(axis=(0, 1)) / batch  # per image, all T and channels
+            events.append(float((per_position * fanout).sum()) * c_out)
     populations = [Population(n, int(np.prod(graph.nodes[n].v_threshold.shape)))
                    for n in graph.nodes if isinstance(graph.nodes[n], nir.IF)]
     pop_rates = [counts[p.name].sum(axis=(1, 2, 3)) / (batch * p.neurons) for p in populations]

@@ -27,6 +27,7 @@ from sddpm.checkpoint import SHIPPED_CHECKPOINT
 from sddpm.diffusion import GaussianDiffusion
 from sddpm.evaluation import DEFAULT_CLASSIFIER, evaluate_images
 from sddpm.files import save_figure
+from sddpm.presets import ModelConfig
 from sddpm.sampling import model_from_checkpoint, sample_images
 
 PROBE_STEPS = (10, 100, 300, 500, 700, 900)
@@ -136,7 +137,7 @@ def main() -> None:
         measure(bits, lambda x, t: predictor(x, t)[0].to(x.dtype), {"probe": probe})
     for folder in args.bundles:
         bundle_graph, manifest = load_bundle(folder)
-        if manifest["model_config"] != config.to_dict():
+        if ModelConfig.from_dict(manifest["model_config"]) != config:
             raise SddpmError(f"bundle {folder} holds another model than {args.checkpoint}")
         fixed = load_fixed_point(folder, bundle_graph, manifest)
         predictor = FixedPointNoisePredictor(bundle_graph, fixed)

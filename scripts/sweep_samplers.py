@@ -259,7 +259,7 @@ def main() -> None:
     energies, metrics = load_rows(energy_cache) or {}, load_rows(metric_cache) or {}
     counts = [images.count() for *_, images in jobs]
     eval_n = args.eval_n or min(counts)
-    if eval_n < 3 or eval_n > min(counts):
+    if eval_n < 4 or eval_n > min(counts):  # precision/recall need 4 (3-NN balls)
         raise SddpmError(f"--eval-n {eval_n}: every row needs that many images (the fewest "
                          f"has {min(counts)}); rerun with --n {eval_n} or lower --eval-n")
     rows = []
@@ -273,7 +273,7 @@ def main() -> None:
         measured = {}
         for n, tag in ((eval_n, ""), (have, "_full")):
             mkey = f"{checkpoint}|{row['label']}|{args.seed}|{args.batch}|{n}|{args.bootstrap}"
-            if mkey not in metrics:
+            if "precision" not in metrics.get(mkey, {}):  # absent, or cached before prc
                 metrics[mkey] = evaluate_images(images.load(n), DEFAULT_CLASSIFIER,
                                                 bootstrap=args.bootstrap)
                 save_rows(metric_cache, metrics)

@@ -220,8 +220,8 @@ def add_eval(sub) -> None:
                                     "weights file")
     p.add_argument("checkpoint")
     p.add_argument("--metric", nargs="+", default=["fid", "kid", "prc"],
-                   help="fid, kid, prc (precision/recall); with --inception-weights fid, "
-                        "kid and is")
+                   help="fid, kid, prc (precision/recall); 'is' as well with "
+                        "--inception-weights")
     p.add_argument("--n", "--images", dest="n", type=positive_int, default=1000,
                    help=f"images generated ({TORCHRUN_N})")
     p.add_argument("--sampler", default="ddim", help=SAMPLER_HELP)

@@ -39,8 +39,10 @@ def init_distributed(device_name: str) -> tuple[int, int, torch.device]:
     if world <= 1:
         return 0, 1, device
     if device.type == "cuda":
-        if device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
+        if device.index is not None:
+            raise SddpmError(f"--device {device} under torchrun: each process takes "
+                             "the GPU of its LOCAL_RANK; pass --device cuda (or auto)")
+        device = torch.device(f"cuda:{local_rank}")
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         # the backend follows the device the tensors live on, not what the machine has

@@ -16,7 +16,7 @@ import torch
 from sddpm.classifier import load_classifier
 from sddpm.data import load_dataset
 from sddpm.errors import SddpmError
-from sddpm.fid_kid import METRICS, bootstrap_intervals, fid_kid
+from sddpm.fid_kid import METRICS, PRC_NEIGHBOURHOOD, bootstrap_intervals, fid_kid
 from sddpm.files import cached_array, file_sha256, write_json
 from sddpm.shipped import CLASSIFIER, shipped_path
 
@@ -126,6 +126,9 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
             raise SddpmError(f"no classifier at {classifier}; train one with "
                              "'python scripts/train_classifier.py' or pass --classifier")
         load_classifier(classifier)  # read and checked now, not after minutes of sampling
+    if "prc" in metrics and min(n, real_n or n) <= PRC_NEIGHBOURHOOD:
+        raise SddpmError(f"precision/recall need more than {PRC_NEIGHBOURHOOD} images "
+                         "(k-NN balls); raise --n (and --real-n) or drop prc")
     model, payload = model_from_checkpoint(checkpoint, threshold=threshold)
     config = ModelConfig.from_dict(payload["model_config"])
     if config.dataset != "fmnist":

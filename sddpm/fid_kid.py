@@ -23,8 +23,8 @@ def fid_kid(generated: torch.Tensor, real: torch.Tensor, metrics=METRICS,
     ``prc``: improved precision and recall (Kynkäänniemi et al. 2019): the share of
     generated images inside the real images' k-NN manifold, and of real images inside
     the generated one. Both depend on the set sizes (a larger set has smaller k-NN
-    balls), so the real side is a seeded subset as large as the generated set: two
-    models measured at the same N compare.
+    balls), so the real side is a seeded subset as large as the generated set (all of
+    it when fewer): two models measured at the same N compare.
     """
     from torch_fidelity.metric_fid import (
         fid_features_to_statistics,
@@ -52,9 +52,9 @@ def fid_kid(generated: torch.Tensor, real: torch.Tensor, metrics=METRICS,
     if "prc" in metrics:
         from torch_fidelity.metric_prc import prc_features_to_metric
 
-        if len(generated) <= PRC_NEIGHBOURHOOD:
-            raise SddpmError(f"precision/recall need more than {PRC_NEIGHBOURHOOD} images "
-                             "(k-NN balls); raise --n")
+        if min(len(generated), len(real)) <= PRC_NEIGHBOURHOOD:
+            raise SddpmError(f"precision/recall need more than {PRC_NEIGHBOURHOOD} generated "
+                             "and real images (k-NN balls); raise --n or --real-n")
         k = min(len(generated), len(real))
         pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:k]
         prc = prc_features_to_metric(generated, real[pick], prc_neighborhood=PRC_NEIGHBOURHOOD,

@@ -44,11 +44,13 @@ def _reference(checkpoint, graph, manifest):
         raise SddpmError("this bundle was fine-tuned: its weights are no checkpoint's any more; "
                          "simulate it without --checkpoint (its own float graph is the "
                          "reference)")
+    from sddpm.presets import ModelConfig
     from sddpm.sampling import model_from_checkpoint
 
     model, _ = model_from_checkpoint(checkpoint,
                                            threshold=manifest["source"].get("threshold"))
-    if model.config.to_dict() != manifest["model_config"]:
+    # as configs, not dicts: a bundle written before a field existed lacks its key
+    if model.config != ModelConfig.from_dict(manifest["model_config"]):
         raise SddpmError(f"{checkpoint} has another model config than the bundle; "
                          "compare with the checkpoint the bundle was exported from")
     from sddpm.export.nir_file import graph_info

@@ -186,3 +186,35 @@ def test_strict_is_never_below_paper_with_a_binary_image(hardware):
     paper, strict = energy_report(profile, hw, "paper"), energy_report(profile, hw, "strict")
     assert strict.layers[0].op == paper.layers[0].op == "MAC"
     assert strict.per_forward_mj >= paper.per_forward_mj
+
+
+def test_deployed_events_of_unit_synapses_are_one_per_spike():
+    """The standard block's spike shortcuts are 1x1 identity maps: a spike meets one
+    synapse there, not a dense map's C_out (which the other 1x1-free maps keep)."""
+    from dataclasses import replace
+
+    import nir
+
+    from sddpm.export.torch_to_nir import export_nir
+    from sddpm.hardware.deployed import profile_from_counts
+    from sddpm.models import build_model
+    from sddpm.presets import get_preset
+
+    config = replace(get_preset("tiny"), name="tiny-standard", block="standard")
+    torch.manual_seed(0)
+    graph = export_nir(build_model(config, "snn").double().eval())
+    rng = np.random.default_rng(0)
+    counts = {n: rng.integers(0, 2, size=(config.timesteps, *node.v_threshold.shape))
+              for n, node in graph.nodes.items() if isinstance(node, nir.IF)}
+    profile = profile_from_counts(graph, counts, batch=1, diffusion_t=10)
+    events = dict(zip((l.name.split("+")[0] for l in profile.layers), profile.exact_events[0]))
+    preds = {}
+    for a, b in graph.edges:
+        preds.setdefault(b, []).append(a)
+    units = [n for n in events if n.endswith((".out", ".shortcut"))]
+    assert units and all(graph.nodes[n].weight.shape[2:] == (1, 1) for n in units)
+    for n in units:
+        assert events[n] == counts[preds[n][0]].sum()  # one synapse per spike
+    dense = next(n for n in events if n.endswith(".conv2"))
+    (source,) = preds[dense]
+    assert events[dense] > counts[source].sum() * graph.nodes[dense].weight.shape[0]

@@ -50,7 +50,7 @@ def test_precision_and_recall_tell_collapse_from_blur():
     assert same["precision"] > 0.6 and same["recall"] > 0.6 and same["prc_real_images"] == 500
     assert sharp["precision"] > 0.8 and sharp["recall"] < 0.1
     assert blurry["recall"] > 0.6 > 0.3 > blurry["precision"]
-    with pytest.raises(SddpmError, match="more than 3 images"):
+    with pytest.raises(SddpmError, match="more than 3 generated"):
         fid_kid(fresh[:3], real, metrics=["prc"])
 
 
@@ -263,6 +263,8 @@ def test_sampler_sweep_writes_rows_with_intervals_and_energy_and_resumes(tmp_pat
     assert backwards.returncode == 0, backwards.stderr
     made = {p: p.stat().st_mtime_ns for p in (tmp_path / "images").rglob("*.npy")}
     assert len(made) == 6
+    for row in (tmp_path / "images").glob("*/*"):  # last batch first
+        assert made[row / "seed0-b4-0001.npy"] < made[row / "seed0-b4-0000.npy"]
     first = _script(*args)
     assert first.returncode == 0, first.stderr
     assert {p: p.stat().st_mtime_ns for p in made} == made  # nothing sampled twice
