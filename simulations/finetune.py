@@ -54,6 +54,12 @@ class QuantisationAwareNetwork(torch.nn.Module):
             # float64, as exported: round(W s) must give the deployed integers exactly
             torch.nn.Parameter(torch.as_tensor(np.asarray(graph.nodes[c].weight),
                                                dtype=torch.float64)) for c in self.convs)
+        for c, p in zip(self.convs, self.shadow):
+            if p.shape[2:] == (1, 1):
+                # a 1x1 map keeps its synapses where they are (the standard block's unit
+                # maps stay one synapse per neuron): its zero weights get no gradient
+                mask = (p.detach() != 0).to(p.dtype)
+                p.register_hook(lambda grad, mask=mask: grad * mask)
         self.w_max = 2 ** (fixed.weight_bits - 1) - 1
         self.quantize = _slayer_quantize()
 

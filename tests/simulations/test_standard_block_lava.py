@@ -107,3 +107,27 @@ def test_standard_block_in_lava_fixed_pt_equals_the_emulation_bit_for_bit():
     for name, s in lava.items():
         assert np.array_equal(s, spikes[name].transpose(0, 1).numpy()), name
     assert sum(s.sum() for s in lava.values()) > 0
+
+
+def test_fine_tuning_keeps_the_unit_maps_one_synapse_per_neuron():
+    from sddpm.simulations.finetune import QuantisationAwareNetwork
+
+    config, model = _standard_model(threshold_scale=0.5)
+    graph = export_nir(model)
+    before = {c: np.array(node.weight) for c, node in graph.nodes.items()
+              if hasattr(node, "weight")}
+    qat = QuantisationAwareNetwork(graph, quantize_graph(graph))
+    x, t = _x(2), torch.tensor([10, 600])
+    target = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3),
+                         dtype=torch.float64)
+    torch.nn.functional.mse_loss(qat(x, t), target).backward()
+    torch.optim.SGD(qat.shadow.parameters(), lr=0.5).step()
+    tuned, _ = qat.deployed()
+    units = [c for c in qat.convs if c.endswith((".out", ".shortcut"))]
+    assert units
+    for c in units:
+        eye = np.eye(graph.nodes[c].weight.shape[0])[:, :, None, None]
+        assert np.array_equal(tuned.nodes[c].weight != 0, eye != 0), c
+    # the other maps did learn
+    assert any(not np.array_equal(tuned.nodes[c].weight, before[c])
+               for c in qat.convs if c not in units)
