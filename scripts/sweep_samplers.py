@@ -128,8 +128,28 @@ def pareto(rows: list, quality: str = "fid") -> list:
     return [r for r in rows if not any(beats(o, r) for o in rows)]
 
 
+def add_paired_differences(rows: list, measured: list) -> None:
+    """Each row's FID and KID minus its network's DDPM-1000 row's, with intervals from
+    paired bootstrap resamples (same image indices; image i of every row starts from
+    the same noise)."""
+    from sddpm.fid_kid import paired_difference
+
+    for arch in {r["arch"] for r in rows}:
+        mine = [(r, m) for r, m in zip(rows, measured) if r["arch"] == arch]
+        base = next((m for r, m in mine if r["label"] == "ddpm-1000"), None)
+        if base is None:
+            continue
+        for r, m in mine:
+            for metric in ("fid", "kid"):
+                d = paired_difference(m, base, metric)
+                r.update({f"{metric}_diff_vs_ddpm": d["diff"],
+                          f"{metric}_diff_ci_low": d["ci_low"],
+                          f"{metric}_diff_ci_high": d["ci_high"]})
+
+
 def frontier_summary(rows: list) -> list:
-    """Per network: the cheapest row whose FID interval overlaps DDPM-1000's."""
+    """Per network: the cheapest row whose FID interval overlaps DDPM-1000's, and the
+    cheapest whose paired FID difference from DDPM-1000 is not measurably above 0."""
     out = []
     for arch in sorted({r["arch"] for r in rows}):
         mine = [r for r in rows if r["arch"] == arch]
@@ -143,7 +163,15 @@ def frontier_summary(rows: list) -> list:
             out.append({"arch": arch, "row": None, "images": base["images"]})
             continue
         best = min(overlapping, key=lambda r: r["network_calls"])
+        paired = [r for r in mine if r is not base and r.get("fid_diff_ci_low", 1) <= 0]
+        cheapest = min(paired, key=lambda r: r["network_calls"]) if paired else None
         out.append({"arch": arch, "row": best["label"], "network_calls": best["network_calls"],
+                    "paired_row": cheapest and cheapest["label"],
+                    "paired_fid_diff": cheapest and [cheapest["fid_diff_ci_low"],
+                                                      cheapest["fid_diff_ci_high"]],
+                    "paired_energy_ratio_paper": cheapest and (
+                        base["energy_paper_mJ_per_image"]
+                        / cheapest["energy_paper_mJ_per_image"]),
                     "images": base["images"], "fid": best["fid"],
                     "fid_interval": [best["fid_ci_low"], best["fid_ci_high"]],
                     "ddpm_fid": base["fid"],
@@ -158,9 +186,16 @@ def frontier_summary(rows: list) -> list:
 def markdown_table(rows: list) -> str:
     """The frontier as a Markdown table, per network by energy (for README and notes)."""
     lines = ["| network | row | network calls | classifier-FID (95% interval) | "
+             "FID minus DDPM-1000's (paired 95% interval) | "
              "classifier-KID x1000 (95% interval) | precision | recall | "
              "mJ per image ('paper' / 'strict') | energy vs DDPM-1000 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    def paired(r):
+        if "fid_diff_vs_ddpm" not in r or r["label"] == "ddpm-1000":
+            return ""
+        return (f"{r['fid_diff_vs_ddpm']:+.2f} [{r['fid_diff_ci_low']:+.2f}, "
+                f"{r['fid_diff_ci_high']:+.2f}]")
+
     for arch in sorted({r["arch"] for r in rows}, reverse=True):
         mine = sorted((r for r in rows if r["arch"] == arch),
                       key=lambda r: -r["energy_paper_mJ_per_image"])
@@ -170,7 +205,7 @@ def markdown_table(rows: list) -> str:
                      " less" if base is not None and r is not base else "")
             lines.append(
                 f"| {arch.upper()} | {r['label']} | {r['network_calls']} | {r['fid']:.2f} "
-                f"[{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}] | "
+                f"[{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}] | {paired(r)} | "
                 f"{1000 * r['kid_mean']:.2f} [{1000 * r['kid_ci_low']:.2f}, "
                 f"{1000 * r['kid_ci_high']:.2f}] | {r['precision']:.3f} | {r['recall']:.3f} | "
                 f"{r['energy_paper_mJ_per_image']:.2f} / {r['energy_strict_mJ_per_image']:.2f} "
@@ -262,7 +297,7 @@ def main() -> None:
     if eval_n < 4 or eval_n > min(counts):  # precision/recall need 4 (3-NN balls)
         raise SddpmError(f"--eval-n {eval_n}: every row needs that many images (the fewest "
                          f"has {min(counts)}); rerun with --n {eval_n} or lower --eval-n")
-    rows = []
+    rows, resamples = [], {}
     for (checkpoint, arch, row, threshold, images), have in zip(jobs, counts):
         key = f"{checkpoint}|{row['label']}|{args.seed}|{args.profile_n}"
         if key not in energies:
@@ -273,14 +308,16 @@ def main() -> None:
         measured = {}
         for n, tag in ((eval_n, ""), (have, "_full")):
             mkey = f"{checkpoint}|{row['label']}|{args.seed}|{args.batch}|{n}|{args.bootstrap}"
-            if "precision" not in metrics.get(mkey, {}):  # absent, or cached before prc
+            if "fid_resamples" not in metrics.get(mkey, {}):  # absent, or from before
                 metrics[mkey] = evaluate_images(images.load(n), DEFAULT_CLASSIFIER,
-                                                bootstrap=args.bootstrap)
+                                                bootstrap=args.bootstrap, keep_resamples=True)
                 save_rows(metric_cache, metrics)
             m = metrics[mkey]
             measured.update({f"{k}{tag}": m[k] for k in
                              ("fid", "fid_ci_low", "fid_ci_high", "kid_mean", "kid_ci_low",
                               "kid_ci_high", "precision", "recall")})
+        resamples[id(row), checkpoint] = metrics[
+            f"{checkpoint}|{row['label']}|{args.seed}|{args.batch}|{eval_n}|{args.bootstrap}"]
         r = {"checkpoint": checkpoint, "arch": arch, "label": row["label"],
              "sampler": row["sampler"], "sampler_steps": row["steps"],
              "threshold": row["threshold_spec"], "images": eval_n, "images_full": have,
@@ -291,9 +328,12 @@ def main() -> None:
               f"{r['fid']:.2f} [{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}] at {eval_n} "
               f"images, KID {r['kid_mean_full']:.3f} at {have}, "
               f"{r['energy_paper_mJ_per_image']:.2f} mJ per image ('paper')", flush=True)
+    add_paired_differences(rows, [resamples[id(row), c] for c, _, row, *_ in jobs])
     save_rows(out / "samplers.json", rows)
     write_csv(out / "samplers.csv", rows,
               ["arch", "label", "network_calls", "images", "fid", "fid_ci_low", "fid_ci_high",
+               "fid_diff_vs_ddpm", "fid_diff_ci_low", "fid_diff_ci_high", "kid_diff_vs_ddpm",
+               "kid_diff_ci_low", "kid_diff_ci_high",
                "kid_mean", "kid_ci_low", "kid_ci_high", "precision", "recall", "images_full",
                "fid_full",
                "fid_ci_low_full", "fid_ci_high_full", "kid_mean_full", "kid_ci_low_full",
@@ -311,6 +351,11 @@ def main() -> None:
             print(f"{s['arch']}: fewest network calls whose FID interval overlaps DDPM-1000's "
                   f"({s['images']} images): {s['row']}, {s['energy_ratio_paper']:.1f}x less "
                   f"energy per image ('paper'), {s['energy_ratio_strict']:.1f}x ('strict')")
+            if s["paired_row"]:
+                print(f"{s['arch']}: fewest network calls not measurably worse than DDPM-1000 "
+                      f"(paired FID difference [{s['paired_fid_diff'][0]:.2f}, "
+                      f"{s['paired_fid_diff'][1]:.2f}]): {s['paired_row']}, "
+                      f"{s['paired_energy_ratio_paper']:.1f}x less energy per image")
     plot(rows, out / "samplers.png")
     print(f"wrote {out}/samplers.csv, .json, .md, .png and frontier.json")
 

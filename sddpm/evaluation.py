@@ -47,8 +47,9 @@ def real_features(classifier_path, data_dir=None) -> torch.Tensor:
 
 
 def evaluate_images(images: torch.Tensor, classifier_path, metrics=METRICS,
-                    data_dir=None, bootstrap: int = 0) -> dict:
-    """FID/KID of ``images``; with ``bootstrap`` resamples, their 95% intervals too."""
+                    data_dir=None, bootstrap: int = 0, keep_resamples: bool = False) -> dict:
+    """FID/KID of ``images``; with ``bootstrap`` resamples, their 95% intervals too (and
+    the resampled values with ``keep_resamples``, for paired differences)."""
     classifier, info = load_classifier(classifier_path)
     generated = classifier_features(classifier, images)
     real = real_features(classifier_path, data_dir)
@@ -56,7 +57,8 @@ def evaluate_images(images: torch.Tensor, classifier_path, metrics=METRICS,
     if bootstrap:
         if not {"fid", "kid"} <= set(metrics):
             raise SddpmError("--bootstrap gives intervals for both FID and KID; measure both")
-        result.update(bootstrap_intervals(generated, real, result, resamples=bootstrap))
+        result.update(bootstrap_intervals(generated, real, result, resamples=bootstrap,
+                                          keep_resamples=keep_resamples))
     result.update({"images": len(images), "feature_extractor": str(classifier_path),
                    "classifier_test_accuracy": info.get("test_accuracy"),
                    "comparable_to_papers": False})

@@ -66,7 +66,8 @@ def fid_kid(generated: torch.Tensor, real: torch.Tensor, metrics=METRICS,
 
 
 def bootstrap_intervals(generated: torch.Tensor, real: torch.Tensor, point: dict, *,
-                        resamples: int = 500, level: float = 0.95, seed: int = 0) -> dict:
+                        resamples: int = 500, level: float = 0.95, seed: int = 0,
+                        keep_resamples: bool = False) -> dict:
     """Normal bootstrap intervals of FID and KID over the generated images.
 
     ``point`` holds :func:`fid_kid`'s values; each interval is ``point +- z * s`` where
@@ -77,6 +78,11 @@ def bootstrap_intervals(generated: torch.Tensor, real: torch.Tensor, point: dict
     even contain the point value. KID's spread is that of the unbiased polynomial-kernel
     MMD^2 against the whole real set (the quantity torch-fidelity's subset KID
     estimates), its pairs taken between distinct images only.
+
+    The resampled indices depend on ``seed`` and the number of images only, so two image
+    sets of the same size made from the same noise are resampled alike: with
+    ``keep_resamples`` the values are returned (``fid_resamples``, ``kid_resamples``)
+    and :func:`paired_difference` gives the interval of their difference.
     """
     from statistics import NormalDist
 
@@ -122,4 +128,28 @@ def bootstrap_intervals(generated: torch.Tensor, real: torch.Tensor, point: dict
         spread = float(np.std(values, ddof=1))
         out.update({f"{name}_boot_std": spread, f"{name}_ci_low": point[key] - z * spread,
                     f"{name}_ci_high": point[key] + z * spread})
+        if keep_resamples:
+            out[f"{name}_resamples"] = [float(v) for v in values]
     return out
+
+
+def paired_difference(a: dict, b: dict, metric: str = "fid", level: float = 0.95) -> dict:
+    """``a - b`` of one metric with its normal bootstrap interval from paired resamples.
+
+    ``a`` and ``b`` are results with ``<metric>_resamples`` of :func:`bootstrap_intervals`
+    over equally many images with the same seed: resample k of both drew the same image
+    indices, so where image i of both sets came from the same noise the shared part of
+    their variation cancels.
+    """
+    from statistics import NormalDist
+
+    key = {"fid": "fid", "kid": "kid_mean"}[metric]
+    ra, rb = a.get(f"{metric}_resamples"), b.get(f"{metric}_resamples")
+    if not ra or not rb or len(ra) != len(rb):
+        raise SddpmError(f"a paired difference needs both results' {metric} resamples, as "
+                         "many of each (bootstrap_intervals(..., keep_resamples=True))")
+    spread = float(np.std(np.subtract(ra, rb), ddof=1))
+    diff = a[key] - b[key]
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    return {"diff": diff, "ci_low": diff - z * spread, "ci_high": diff + z * spread,
+            "boot_std": spread}

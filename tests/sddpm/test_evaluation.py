@@ -276,6 +276,8 @@ def test_sampler_sweep_writes_rows_with_intervals_and_energy_and_resumes(tmp_pat
     assert 2.0 < ratio < 4.5 and all(r["energy_strict_mJ_per_image"] > 0 for r in rows)
     assert all(r["fid_ci_low"] < r["fid"] < r["fid_ci_high"] for r in rows)
     assert (tmp_path / "samplers.png").stat().st_size > 0
+    # paired differences need a DDPM-1000 row, which this quick sweep has not
+    assert all("fid_diff_vs_ddpm" not in r for r in rows)
     table = (tmp_path / "samplers.md").read_text()
     assert table.count("| SNN |") == 3 and "ddim-3 | 3 |" in table
     images = sorted((tmp_path / "images").rglob("*.npy"))
@@ -335,3 +337,30 @@ def test_recipe_sweep_pairs_the_losses_of_runs_that_differ_in_one_option(tmp_pat
     bad = _script(*args, "--variants", "momentum=0.9")
     assert bad.returncode == 2 and "option=value" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_paired_bootstrap_difference_is_tighter_for_images_from_the_same_noise():
+    from sddpm.fid_kid import bootstrap_intervals, paired_difference
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(3000, 6, generator=g, dtype=torch.float64)
+    noise = torch.randn(200, 6, generator=g, dtype=torch.float64)
+    # two 'samplers' from the same starting noise: image i of b is image i of a, moved
+    a = noise * 1.1
+    b = noise * 1.1 + 0.02 * torch.randn(200, 6, generator=g, dtype=torch.float64) + 0.05
+    ra, rb = (dict(fid_kid(x, real, metrics=["fid", "kid"])) for x in (a, b))
+    for r, x in ((ra, a), (rb, b)):
+        r.update(bootstrap_intervals(x, real, r, resamples=200, keep_resamples=True))
+    d = paired_difference(rb, ra)
+    assert d["diff"] == pytest.approx(rb["fid"] - ra["fid"])
+    assert d["ci_low"] < d["diff"] < d["ci_high"]
+    # the paired spread is far below what two independent intervals would suggest
+    assert d["boot_std"] < 0.5 * (ra["fid_boot_std"] ** 2 + rb["fid_boot_std"] ** 2) ** 0.5
+    # unrelated images (another noise) are not paired: no such shrinkage
+    c = torch.randn(200, 6, generator=g, dtype=torch.float64) * 1.1
+    rc = dict(fid_kid(c, real, metrics=["fid", "kid"]))
+    rc.update(bootstrap_intervals(c, real, rc, resamples=200, keep_resamples=True))
+    unpaired = paired_difference(rc, ra)
+    assert unpaired["boot_std"] > 2 * d["boot_std"]
+    with pytest.raises(SddpmError, match="resamples"):
+        paired_difference(fid_kid(a, real, metrics=["fid"]), ra)
