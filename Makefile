@@ -51,7 +51,7 @@ report: $(STAMP)
 # per row, energy per image from 2 profiled images per row.
 FAST_SAMPLERS := dpm-solver++-5 dpm-solver++-10 dpm-solver++-20 unipc-10 ddim-10 ddim-20 \
   ddim-50 ddim-100 dpm-solver++-10@0.998 \
-  dpm-solver++-10@results/samplers/threshold-up-0.998.json
+  dpm-solver++-10@results/samplers/up-0.998.json
 SWEPT := checkpoints/fmnist-small-snn.pt checkpoints/fmnist-small-ann.pt
 
 sweeps: $(STAMP)

@@ -187,7 +187,7 @@ def markdown_table(rows: list) -> str:
     """The frontier as a Markdown table, per network by energy (for README and notes)."""
     lines = ["| network | row | network calls | classifier-FID (95% interval) | "
              "FID minus DDPM-1000's (paired 95% interval) | "
-             "classifier-KID x1000 (95% interval) | precision | recall | "
+             "classifier-KID (95% interval) | precision | recall | "
              "mJ per image ('paper' / 'strict') | energy vs DDPM-1000 |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     def paired(r):
@@ -206,11 +206,34 @@ def markdown_table(rows: list) -> str:
             lines.append(
                 f"| {arch.upper()} | {r['label']} | {r['network_calls']} | {r['fid']:.2f} "
                 f"[{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}] | {paired(r)} | "
-                f"{1000 * r['kid_mean']:.2f} [{1000 * r['kid_ci_low']:.2f}, "
-                f"{1000 * r['kid_ci_high']:.2f}] | {r['precision']:.3f} | {r['recall']:.3f} | "
+                f"{r['kid_mean']:.3f} [{r['kid_ci_low']:.3f}, "
+                f"{r['kid_ci_high']:.3f}] | {r['precision']:.3f} | {r['recall']:.3f} | "
                 f"{r['energy_paper_mJ_per_image']:.2f} / {r['energy_strict_mJ_per_image']:.2f} "
                 f"| {ratio} |")
     return "\n".join(lines) + "\n"
+
+
+def _label_points(ax, rows: list, dpi: float, gap_px: float = 9.0) -> None:
+    """Each point's label beside it; the labels of one network's rows of one cost (the
+    10-call samplers) on the left, pushed apart downwards, with a line to their points."""
+    ax.autoscale_view()
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["arch"], r["network_calls"]), []).append(r)
+    for group in groups.values():
+        last = None
+        for r in sorted(group, key=lambda r: -r["fid"]):  # top of the plot first
+            xy = (r["energy_paper_mJ_per_image"], r["fid"])
+            y = ax.transData.transform(xy)[1]
+            label_y = y if last is None else min(y, last - gap_px)
+            last = label_y
+            shift = (label_y - y) * 72 / dpi
+            # a crowded cost's labels go to the left, clear of the next cost's points
+            left = len(group) > 2
+            ax.annotate(r["label"], xy, fontsize=6, xytext=(-6 if left else 6, 2 + shift),
+                        textcoords="offset points", ha="right" if left else "left",
+                        arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"}
+                        if shift < -1 else None)
 
 
 def plot(rows: list, path) -> None:
@@ -232,10 +255,10 @@ def plot(rows: list, path) -> None:
         on = [r for r in mine if id(r) in front]
         ax.plot([r["energy_paper_mJ_per_image"] for r in on], [r["fid"] for r in on],
                 color=colour, ls=":", lw=1)
-        for r in mine:
-            ax.annotate(r["label"], (r["energy_paper_mJ_per_image"], r["fid"]), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
+    cheapest = min(r["energy_paper_mJ_per_image"] for r in rows)
+    ax.set_xlim(left=cheapest / 4)  # room for the left-hand labels
+    _label_points(ax, rows, fig.dpi)
     ax.set_xlabel("energy per generated image, mJ (45 nm fp32, 'paper')")
     ax.set_ylabel("classifier-FID (95% bootstrap interval)")
     ax.set_title(f"Quality against energy, {rows[0]['images']} images per point")
