@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import nir
@@ -191,16 +192,26 @@ def _population_parts(b: _Builder, parts: list[_Stream], name: str, path: str,
     return pops
 
 
-def _res_block(b: _Builder, block: PreSpikeResBlock, path: str, parts: list[_Stream],
-               hw: dict, temb: torch.Tensor | None) -> _Stream:
-    for name in ("neuron1", "neuron2"):
+def _check_res_layers(block: nn.Module, path: str, neurons: tuple, shortcut: tuple) -> None:
+    for name in neurons:
         _check(getattr(block, name), f"{path}.{name}", (MultiStepIF,))
     for name in ("conv1", "conv2"):
         _check(getattr(block, name), f"{path}.{name}", (nn.Conv2d,))
     for name in ("bn1", "bn2"):
         _check(getattr(block, name), f"{path}.{name}", (nn.BatchNorm2d,))
-    _check(block.shortcut, f"{path}.shortcut", (nn.Conv2d, nn.Identity))
-    pops = _population_parts(b, parts, f"{path}.neuron1", f"{path}.neuron1", hw)
+    _check(block.shortcut, f"{path}.shortcut", shortcut)
+
+
+def _suffixes(parts: list) -> Callable[[int], str]:
+    """Node-name suffix of part k of a concatenation (none for a single part)."""
+    return (lambda k: "") if len(parts) == 1 else (lambda k: f":{k}")
+
+
+def _first_conv(b: _Builder, block: nn.Module, path: str, parts: list[_Stream],
+                pops: list[str], hw: dict, temb: torch.Tensor | None,
+                target: str) -> tuple[str, tuple]:
+    """A residual block's ``conv1-BN1 (+ time embedding)`` from its input populations
+    into the IF population ``path.target``; returns that population and its shape."""
     sizes = [p.shape[0] for p in parts]
     conv1 = split_input_channels(fold_batchnorm_module(conv_map(block.conv1), block.bn1), sizes)
     shape = _conv_out(parts[0].shape, conv1[0])
@@ -208,16 +219,25 @@ def _res_block(b: _Builder, block: PreSpikeResBlock, path: str, parts: list[_Str
         projection = copy.deepcopy(block.temb_proj).double()
         per_channel = projection(temb)[0].detach().cpu().numpy()
         conv1[0] = replace(conv1[0], bias=conv1[0].bias + per_channel)
-    suffix = (lambda k: "") if len(parts) == 1 else (lambda k: f":{k}")
-    inner = _Stream([_Term(pop, m, f"{path}.conv1{suffix(k)}")
-                     for k, (pop, m) in enumerate(zip(pops, conv1))], shape)
-    neuron2 = b.population(f"{path}.neuron2", f"{path}.neuron2", shape, (0, shape[0]))
-    b.feed(inner, neuron2, hw)
-    hw[neuron2] = shape[1:]
+    suffix = _suffixes(parts)
+    pop = b.population(f"{path}.{target}", f"{path}.{target}", shape, (0, shape[0]))
+    b.feed(_Stream([_Term(p, m, f"{path}.conv1{suffix(k)}")
+                    for k, (p, m) in enumerate(zip(pops, conv1))], shape), pop, hw)
+    hw[pop] = shape[1:]
     if temb is None:
         name = b.add(f"temb:{path}", nir.Input(input_type=np.array(shape)))
-        b.edges.append((name, neuron2))
+        b.edges.append((name, pop))
         b.temb_inputs.append({"node": name, "block": path, "channels": shape[0]})
+    return pop, shape
+
+
+def _res_block(b: _Builder, block: PreSpikeResBlock, path: str, parts: list[_Stream],
+               hw: dict, temb: torch.Tensor | None) -> _Stream:
+    _check_res_layers(block, path, ("neuron1", "neuron2"), (nn.Conv2d, nn.Identity))
+    pops = _population_parts(b, parts, f"{path}.neuron1", f"{path}.neuron1", hw)
+    sizes = [p.shape[0] for p in parts]
+    suffix = _suffixes(parts)
+    neuron2, shape = _first_conv(b, block, path, parts, pops, hw, temb, "neuron2")
     conv2 = fold_batchnorm_module(conv_map(block.conv2), block.bn2)
     terms = [_Term(neuron2, conv2, f"{path}.conv2")]
     if isinstance(block.shortcut, nn.Identity):
@@ -241,30 +261,12 @@ def _standard_block(b: _Builder, block: StandardSpikingResBlock, path: str,
                     parts: list[_Stream], hw: dict, temb: torch.Tensor | None) -> _Stream:
     """The ablation's block: its output stream is two populations' spikes, each through
     unit synapses, so the next population sums the two spike trains on its fan-in."""
-    for name in ("neuron0", "neuron1", "neuron2"):
-        _check(getattr(block, name), f"{path}.{name}", (MultiStepIF,))
-    for name in ("conv1", "conv2"):
-        _check(getattr(block, name), f"{path}.{name}", (nn.Conv2d,))
-    for name in ("bn1", "bn2"):
-        _check(getattr(block, name), f"{path}.{name}", (nn.BatchNorm2d,))
-    _check(block.shortcut, f"{path}.shortcut", (nn.Sequential, nn.Identity))
+    _check_res_layers(block, path, ("neuron0", "neuron1", "neuron2"),
+                      (nn.Sequential, nn.Identity))
     pops = _population_parts(b, parts, f"{path}.neuron0", f"{path}.neuron0", hw)
     sizes = [p.shape[0] for p in parts]
-    suffix = (lambda k: "") if len(parts) == 1 else (lambda k: f":{k}")
-    conv1 = split_input_channels(fold_batchnorm_module(conv_map(block.conv1), block.bn1), sizes)
-    shape = _conv_out(parts[0].shape, conv1[0])
-    if temb is not None:  # one diffusion step: its time-embedding current is a constant
-        projection = copy.deepcopy(block.temb_proj).double()
-        per_channel = projection(temb)[0].detach().cpu().numpy()
-        conv1[0] = replace(conv1[0], bias=conv1[0].bias + per_channel)
-    neuron1 = b.population(f"{path}.neuron1", f"{path}.neuron1", shape, (0, shape[0]))
-    b.feed(_Stream([_Term(pop, m, f"{path}.conv1{suffix(k)}")
-                    for k, (pop, m) in enumerate(zip(pops, conv1))], shape), neuron1, hw)
-    hw[neuron1] = shape[1:]
-    if temb is None:
-        name = b.add(f"temb:{path}", nir.Input(input_type=np.array(shape)))
-        b.edges.append((name, neuron1))
-        b.temb_inputs.append({"node": name, "block": path, "channels": shape[0]})
+    suffix = _suffixes(parts)
+    neuron1, shape = _first_conv(b, block, path, parts, pops, hw, temb, "neuron1")
     conv2 = fold_batchnorm_module(conv_map(block.conv2), block.bn2)
     out_shape = _conv_out(shape, conv2)
     neuron2 = b.population(f"{path}.neuron2", f"{path}.neuron2", out_shape, (0, out_shape[0]))
