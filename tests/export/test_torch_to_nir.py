@@ -28,17 +28,22 @@ def _randomise_batchnorm(model):
     return model
 
 
-def _torch_spikes(model, x, t):
-    spikes, hooks = {}, []
+def _outputs_of(model, x, t, kind):
+    """eps and the outputs of every ``kind`` module of one forward pass, by module path."""
+    seen, hooks = {}, []
     for name, m in model.named_modules():
-        if isinstance(m, MultiStepIF):
+        if isinstance(m, kind):
             hooks.append(m.register_forward_hook(
-                lambda mod, i, o, name=name: spikes.__setitem__(name, o.detach())))
+                lambda mod, i, o, name=name: seen.__setitem__(name, o.detach())))
     with torch.no_grad():
         eps = model(x, t)
     for h in hooks:
         h.remove()
-    return eps, spikes
+    return eps, seen
+
+
+def _torch_spikes(model, x, t):
+    return _outputs_of(model, x, t, MultiStepIF)
 
 
 def check_export(model, tmp_path, x, t, diffusion_step=None):
@@ -82,19 +87,6 @@ def test_random_init_export_matches_torch(preset, diffusion_step, tmp_path):
     assert bool(temb_inputs) == (diffusion_step is None)
 
 
-def _block_outputs(model, x, t, kind):
-    seen, hooks = {}, []
-    for name, m in model.named_modules():
-        if isinstance(m, kind):
-            hooks.append(m.register_forward_hook(
-                lambda mod, i, o, name=name: seen.__setitem__(name, o.detach())))
-    with torch.no_grad():
-        model(x, t)
-    for h in hooks:
-        h.remove()
-    return seen
-
-
 @pytest.mark.parametrize("diffusion_step", [None, 123])
 @pytest.mark.parametrize("res_blocks", [1, 2])
 def test_standard_block_exports_spike_for_spike(diffusion_step, res_blocks, tmp_path):
@@ -107,7 +99,7 @@ def test_standard_block_exports_spike_for_spike(diffusion_step, res_blocks, tmp_
     torch.manual_seed(0)
     model = _randomise_batchnorm(build_model(config, "snn")).double().eval()
     x, t = _inputs(config)
-    outputs = _block_outputs(model, x, t, StandardSpikingResBlock)
+    _, outputs = _outputs_of(model, x, t, StandardSpikingResBlock)
     values = torch.cat([o.flatten() for o in outputs.values()]).unique()
     # the block's output is two spike trains added: the 2s (both at once) occur and
     # must cross the graph's fan-in as they do in torch

@@ -21,35 +21,17 @@ from sddpm.neurons import MultiStepIF
 from sddpm.presets import get_preset
 from sddpm.simulations.fixed_emulator import FixedPointNoisePredictor
 from sddpm.simulations.lava_runner import LavaSession
+from tests.export.test_torch_to_nir import _randomise_batchnorm, _torch_spikes
 
 
 def _standard_model(threshold_scale=1.0):
     config = replace(get_preset("tiny"), name="tiny-standard", block="standard")
     torch.manual_seed(0)
-    model = build_model(config, "snn").double().eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.3, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-            if isinstance(m, MultiStepIF):
-                m.threshold *= threshold_scale
-    return config, model
-
-
-def _torch_spikes(model, x, t):
-    spikes, hooks = {}, []
-    for name, m in model.named_modules():
+    model = _randomise_batchnorm(build_model(config, "snn")).double().eval()
+    for m in model.modules():
         if isinstance(m, MultiStepIF):
-            hooks.append(m.register_forward_hook(
-                lambda mod, i, o, name=name: spikes.__setitem__(name, o.detach())))
-    with torch.no_grad():
-        model(x, t)
-    for h in hooks:
-        h.remove()
-    return spikes
+            m.threshold *= threshold_scale
+    return config, model
 
 
 def _x(batch, seed=5):
@@ -71,7 +53,7 @@ def test_standard_block_in_lava_float_agrees_with_torch_on_every_spike():
         session.stop()
     outputs, _ = NirExecutor(graph).run(feeds, config.timesteps)
     np.testing.assert_allclose(stream, outputs["stream"].transpose(0, 1).numpy(), atol=1e-12)
-    reference = _torch_spikes(model, x, t)
+    _, reference = _torch_spikes(model, x, t)
 
     T, total, differ = config.timesteps, 0, 0
     for pop in json.loads(graph.metadata["sddpm"])["populations"]:
