@@ -102,7 +102,7 @@ def run_sample(args) -> None:
     import numpy as np
 
     from sddpm.diffusion import check_sampler
-    from sddpm.distributed import init_distributed, leave_distributed
+    from sddpm.distributed import exit_distributed, init_distributed, leave_distributed
     from sddpm.sampling import sample_checkpoint, save_grid, to_uint8
 
     check_sampler(args.sampler)
@@ -116,13 +116,13 @@ def run_sample(args) -> None:
         seed=args.seed, batch=args.batch, device=device, use_ema=not args.no_ema,
         neuron=args.neuron, threshold=threshold_option(args), shard=True)
     leave_distributed()
-    if rank != 0:
-        return
-    print(f"wrote {save_grid(images, grid_path)}")
-    if npz_path:
-        with atomic_path(npz_path) as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(f, images=to_uint8(images))
-        print(f"wrote {npz_path}")
+    if rank == 0:
+        print(f"wrote {save_grid(images, grid_path)}")
+        if npz_path:
+            with atomic_path(npz_path) as tmp, open(tmp, "wb") as f:
+                np.savez_compressed(f, images=to_uint8(images))
+            print(f"wrote {npz_path}")
+    exit_distributed()
 
 
 def add_info(sub) -> None:
@@ -250,8 +250,8 @@ def add_eval(sub) -> None:
 
 
 def run_eval(args) -> None:
-    from sddpm.distributed import init_distributed
-    from sddpm.evaluation import evaluate_checkpoint, save_result
+    from sddpm.distributed import exit_distributed, init_distributed
+    from sddpm.evaluation import evaluate_checkpoint
 
     out = writable_file(args.out, (".json",)) if args.out else None
     _, world, device = init_distributed(args.device)
@@ -262,9 +262,15 @@ def run_eval(args) -> None:
                                  inception_weights=args.inception_weights,
                                  real_n=args.real_n, bootstrap=args.bootstrap or 0,
                                  progress=not args.json, device=device, shard=True)
-    if result is None:  # another rank measures and writes
-        return
-    result["processes"] = world
+    if result is not None:  # None: another rank measures and writes
+        result["processes"] = world
+        _report_eval(result, out, args)
+    exit_distributed()
+
+
+def _report_eval(result: dict, out, args) -> None:
+    from sddpm.evaluation import save_result
+
     if out:
         save_result(result, out)
     if args.json:

@@ -89,12 +89,29 @@ def gather_batches(mine: list[torch.Tensor], count: int, shape: tuple,
 
 
 def leave_distributed() -> None:
-    """Leave torchrun's process group (if joined), all ranks together.
+    """Done with torchrun's process group (if joined): all ranks meet, then go on alone.
 
-    Call it on success only: with gloo a rank that destroys the group after its peer has
-    exited waits forever, hence the barrier; and after a failure the peer never arrives
-    (torchrun stops the other ranks when one fails).
+    Call it on success only (after a failure the peer never arrives; torchrun stops the
+    other ranks when one fails). The group is not destroyed here: with gloo (torch 2.3)
+    ``destroy_process_group`` sometimes waits forever, even when every rank calls it
+    together after a barrier (pytorch/pytorch#75097); see :func:`exit_distributed`.
     """
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-        dist.destroy_process_group()
+
+
+def exit_distributed() -> None:
+    """End a process of a torchrun group once its command has written everything.
+
+    Neither way out of a gloo group is safe in torch 2.3: destroying it may hang (see
+    :func:`leave_distributed`) and leaving it to the interpreter's exit sometimes aborts
+    in its destructor ('terminate called without an active exception', exit code -6,
+    which torchrun reports as a failure). So the process ends here, with its output
+    flushed and its files already written atomically. Outside torchrun: nothing.
+    """
+    if dist.is_available() and dist.is_initialized():
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

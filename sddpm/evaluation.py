@@ -128,11 +128,11 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
             raise SddpmError(f"no classifier at {classifier}; train one with "
                              "'python scripts/train_classifier.py' or pass --classifier")
         load_classifier(classifier)  # read and checked now, not after minutes of sampling
+    model, payload = model_from_checkpoint(checkpoint, threshold=threshold)
+    config = ModelConfig.from_dict(payload["model_config"])
     if "prc" in metrics and min(n, real_n or n) <= PRC_NEIGHBOURHOOD:
         raise SddpmError(f"precision/recall need more than {PRC_NEIGHBOURHOOD} images "
                          "(k-NN balls); raise --n (and --real-n) or drop prc")
-    model, payload = model_from_checkpoint(checkpoint, threshold=threshold)
-    config = ModelConfig.from_dict(payload["model_config"])
     if config.dataset != "fmnist":
         raise SddpmError(f"the metrics compare with the Fashion-MNIST test set; "
                          f"{checkpoint} was trained on {config.dataset}")

@@ -41,7 +41,7 @@ SHARED = ("--images", "10", "--batch", "4", "--sampler", "ddim", "--steps", "2",
 def test_two_processes_sample_the_images_one_process_samples(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     single = run_cli("sddpm", "sample", SNN, *SHARED, "--out", one / "grid.png",
-                     "--npz", one / "images.npz")
+                     "--npz", one / "images.npz", env={"OMP_NUM_THREADS": "1"})
     assert single.returncode == 0, single.stderr
     shared = _torchrun("sample", SNN, *SHARED, "--out", two / "grid.png",
                        "--npz", two / "images.npz")
@@ -61,7 +61,10 @@ def test_two_processes_sample_the_images_one_process_samples(tmp_path):
 @pytest.mark.skipif(not HAVE_DATA, reason="needs the shipped model and classifier")
 def test_two_processes_measure_what_one_process_measures(tmp_path):
     args = (*SHARED, "--bootstrap", "20", "--json")
-    single = run_cli("sddpm", "eval", SNN, *args, "--out", tmp_path / "one.json")
+    # one thread in every process: another thread count sums the features in another
+    # order (metrics then differ in the 8th digit, as they would in one process)
+    single = run_cli("sddpm", "eval", SNN, *args, "--out", tmp_path / "one.json",
+                     env={"OMP_NUM_THREADS": "1"})
     assert single.returncode == 0, single.stderr
     shared = _torchrun("eval", SNN, *args, "--out", tmp_path / "two.json")
     assert shared.returncode == 0, shared.stderr[-3000:]
