@@ -20,7 +20,8 @@ def energy_per_image(path, *, sampler: str = "ddim", steps: int | None = 50, n: 
                      seed: int = 0, hardware: str = "45nm-fp32", threshold=None) -> dict:
     """mJ per generated image under each convention, from ``n`` profiled images, and the
     network calls per image the sampler made (a second-order solver's extra calls
-    counted from the run, not assumed)."""
+    counted from the run, not assumed), and for a spiking model its MAC-weighted mean
+    spike rate (the rate behind the energy)."""
     from sddpm.hardware.profiler import profile_checkpoint
 
     costs = load_hardware_costs(hardware)
@@ -29,6 +30,10 @@ def energy_per_image(path, *, sampler: str = "ddim", steps: int | None = 50, n: 
     out = {f"energy_{c}_mJ_per_image": energy_report(profile, costs, c).per_image_mj
            for c in CONVENTIONS}
     out["network_calls"] = len(profile.diffusion_t)
+    if profile.arch == "snn":
+        from sddpm.hardware.table3 import mean_spike_rate
+
+        out["mean_spike_rate"] = mean_spike_rate(profile)
     return out
 
 

@@ -55,6 +55,7 @@ def add_train(sub) -> None:
 
 
 def run_train(args) -> None:
+    from sddpm.distributed import exit_distributed
     from sddpm.train import TrainConfig, Trainer
 
     config = TrainConfig(
@@ -70,6 +71,8 @@ def run_train(args) -> None:
     if trainer.rank == 0:
         print(f"trained {config.arch} {config.preset} to step {trainer.step}, "
               f"last loss {loss:.4f}; checkpoint {Path(config.out) / 'last.pt'}")
+    # under torchrun: the ranks met at the trainer's last barrier, the checkpoint is written
+    exit_distributed()
 
 
 def threshold_option(args):

@@ -164,3 +164,34 @@ def evaluate_checkpoint(checkpoint, *, n: int, sampler: str = "ddim", steps: int
                    "threshold": threshold, "seed": seed,
                    "seconds": round(time.perf_counter() - t0, 1)})
     return result
+
+
+@torch.no_grad()
+def held_out_loss(checkpoint, *, n: int = 512, seed: int = 0, batch: int = 64,
+                  data_dir=None) -> float:
+    """The training objective (epsilon-MSE, Algorithm 1) of a checkpoint's network (EMA
+    weights) on the first ``n`` test images of its data set, with ``t`` and the noise drawn
+    from ``seed``.
+
+    Every checkpoint of a data set meets the same images, steps and noise, so two models'
+    losses compare directly; the training log's losses cannot, being each model's own
+    batches at weights that moved on after every step.
+    """
+    from sddpm.diffusion import GaussianDiffusion
+    from sddpm.presets import ModelConfig
+    from sddpm.sampling import model_from_checkpoint
+
+    model, payload = model_from_checkpoint(checkpoint)
+    config = ModelConfig.from_dict(payload["model_config"])
+    test = load_dataset(config.dataset, image_size=config.image_size, data_dir=data_dir,
+                        split="test")
+    if not 0 < n <= len(test):
+        raise SddpmError(f"a held-out loss on {n} images: the {config.dataset} test set has "
+                         f"{len(test)}; pick 1 to {len(test)}")
+    diffusion = GaussianDiffusion(config.diffusion_steps)
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for start in range(0, n, batch):
+        x_0 = test.batch(np.arange(start, min(n, start + batch)))
+        total += diffusion.loss(model, x_0, generator=generator).item() * len(x_0)
+    return total / n

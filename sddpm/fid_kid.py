@@ -153,3 +153,31 @@ def paired_difference(a: dict, b: dict, metric: str = "fid", level: float = 0.95
     z = NormalDist().inv_cdf((1 + level) / 2)
     return {"diff": diff, "ci_low": diff - z * spread, "ci_high": diff + z * spread,
             "boot_std": spread}
+
+
+def paired_ratio(a: dict, b: dict, metric: str = "fid", level: float = 0.95) -> dict:
+    """``a / b`` of one metric with a normal bootstrap interval on its log, from paired
+    resamples as :func:`paired_difference` takes them.
+
+    A ratio's bootstrap distribution is skewed (the denominator may come near 0), its log
+    far less: the interval is ``exp(log(a/b) +- z * std(log ra - log rb))``, never
+    below 0, and the same for ``b / a`` turned over. Only for metrics that stay positive
+    (FID; KID's unbiased estimate may not, so it is refused).
+    """
+    from statistics import NormalDist
+
+    if metric != "fid":
+        raise SddpmError(f"a ratio of {metric} is not defined (its estimate may be <= 0); "
+                         "compare KID by paired_difference")
+    ra, rb = a.get("fid_resamples"), b.get("fid_resamples")
+    if not ra or not rb or len(ra) != len(rb):
+        raise SddpmError("a paired ratio needs both results' fid resamples, as many of each "
+                         "(bootstrap_intervals(..., keep_resamples=True))")
+    ra, rb = np.asarray(ra, dtype=np.float64), np.asarray(rb, dtype=np.float64)
+    if a["fid"] <= 0 or b["fid"] <= 0 or (ra <= 0).any() or (rb <= 0).any():
+        raise SddpmError("a paired FID ratio needs positive FIDs and resamples")
+    spread = float(np.std(np.log(ra) - np.log(rb), ddof=1))
+    ratio = a["fid"] / b["fid"]
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    return {"ratio": ratio, "ci_low": ratio * float(np.exp(-z * spread)),
+            "ci_high": ratio * float(np.exp(z * spread)), "log_boot_std": spread}

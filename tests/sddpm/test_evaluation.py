@@ -364,3 +364,85 @@ def test_paired_bootstrap_difference_is_tighter_for_images_from_the_same_noise()
     assert unpaired["boot_std"] > 2 * d["boot_std"]
     with pytest.raises(SddpmError, match="resamples"):
         paired_difference(fid_kid(a, real, metrics=["fid"]), ra)
+
+
+def test_paired_ratio_turns_over_and_narrows_for_images_from_the_same_noise():
+    from sddpm.fid_kid import bootstrap_intervals, paired_ratio
+
+    g = torch.Generator().manual_seed(1)
+    real = torch.randn(3000, 6, generator=g, dtype=torch.float64)
+    noise = torch.randn(200, 6, generator=g, dtype=torch.float64)
+    a = noise * 1.2
+    b = noise * 1.2 + 0.05 * torch.randn(200, 6, generator=g, dtype=torch.float64) + 0.1
+    c = torch.randn(200, 6, generator=g, dtype=torch.float64) * 1.2 + 0.1
+    results = []
+    for x in (a, b, c):
+        r = dict(fid_kid(x, real, metrics=["fid", "kid"]))
+        r.update(bootstrap_intervals(x, real, r, resamples=200, keep_resamples=True))
+        results.append(r)
+    ra, rb, rc = results
+    q = paired_ratio(rb, ra)
+    assert q["ratio"] == pytest.approx(rb["fid"] / ra["fid"])
+    assert 0 < q["ci_low"] < q["ratio"] < q["ci_high"]
+    # b / a turned over is a / b, interval and all
+    back = paired_ratio(ra, rb)
+    assert back["ratio"] == pytest.approx(1 / q["ratio"])
+    assert back["ci_low"] == pytest.approx(1 / q["ci_high"])
+    assert back["ci_high"] == pytest.approx(1 / q["ci_low"])
+    # images from other noise do not pair: a wider interval on the log
+    assert paired_ratio(rc, ra)["log_boot_std"] > 2 * q["log_boot_std"]
+    with pytest.raises(SddpmError, match="KID"):
+        paired_ratio(rb, ra, metric="kid")
+    with pytest.raises(SddpmError, match="resamples"):
+        paired_ratio(fid_kid(a, real, metrics=["fid"]), ra)
+
+
+@pytest.mark.skipif(not (HAVE_FMNIST and CLASSIFIER.is_file()), reason="needs the data")
+def test_model_comparison_pairs_models_on_the_same_noise_and_resamples(tmp_path):
+    import shutil
+
+    snn, ann = (ROOT / "checkpoints" / f"fmnist-small-{a}.pt" for a in ("snn", "ann"))
+    twin = tmp_path / "twin.pt"
+    shutil.copy(snn, twin)
+    args = ("compare_models.py", f"snn={snn}", f"ann={ann}", f"again={twin}", "--pairs",
+            "snn/ann", "snn/again", "--sampler", "ddim-1", "--n", "8", "--batch", "4",
+            "--bootstrap", "20", "--profile-n", "1", "--loss-n", "16", "--out", tmp_path / "cmp")
+    result = _script(*args)
+    assert result.returncode == 0, result.stderr
+    table = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    models = {m["name"]: m for m in table["models"]}
+    pairs = {(p["a"], p["b"]): p for p in table["pairs"]}
+    assert models["snn"]["step"] == 2250 and models["snn"]["block"] == "prespike"
+    assert models["snn"]["lr"] == pytest.approx(1e-3) and models["snn"]["batch_size"] == 32
+    assert 0 < models["snn"]["mean_spike_rate"] < 1 and "mean_spike_rate" not in models["ann"]
+    assert models["ann"]["block"] is None
+    p = pairs["snn", "ann"]
+    assert p["fid_ratio"] == pytest.approx(models["snn"]["fid"] / models["ann"]["fid"])
+    assert p["fid_ratio_ci"][0] < p["fid_ratio"] < p["fid_ratio_ci"][1]
+    assert p["fid_diff"] == pytest.approx(models["snn"]["fid"] - models["ann"]["fid"])
+    # the same weights from the same noise: the same images, a ratio of exactly 1
+    same = pairs["snn", "again"]
+    assert same["fid_ratio"] == 1 and same["fid_ratio_ci"] == [1, 1] and same["fid_diff"] == 0
+    assert models["again"]["test_loss"] == models["snn"]["test_loss"] != models["ann"]["test_loss"]
+    assert (tmp_path / "cmp" / "grid-ann.png").stat().st_size > 0
+    assert "| snn / ann |" in (tmp_path / "cmp" / "compare.md").read_text()
+    # new weights at the same path sample anew rather than reuse the old images
+    shutil.copy(ann, twin)
+    again = _script(*args[:-2], "--out", tmp_path / "cmp", "--pairs", "snn/ann")
+    assert again.returncode == 0, again.stderr
+    assert len(list((tmp_path / "cmp" / "images").glob("again-*"))) == 2
+    bad = _script("compare_models.py", f"snn={snn}", "--pairs", "snn/ann", "--out", tmp_path)
+    assert bad.returncode == 2 and "pair 'snn/ann'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_held_out_loss_is_the_same_draw_for_every_model_and_far_below_chance():
+    from sddpm.evaluation import held_out_loss
+
+    snn, ann = (ROOT / "checkpoints" / f"fmnist-small-{a}.pt" for a in ("snn", "ann"))
+    first = held_out_loss(snn, n=24, batch=16)
+    assert held_out_loss(snn, n=24, batch=16) == first
+    # a network that predicted no noise at all would score E[eps^2] = 1
+    assert 0 < first < 0.25 and 0 < held_out_loss(ann, n=24, batch=16) < 0.25
+    with pytest.raises(SddpmError, match="test set has 10000"):
+        held_out_loss(snn, n=10001)

@@ -168,3 +168,27 @@ def test_standard_block_trains_resumes_and_is_refused_where_it_does_not_apply(tm
                          (dict(block="standard", arch="ann"), "ANN twin has one block")]:
         with pytest.raises(SddpmError, match=message):
             TrainConfig(preset="tiny", **bad).validate()
+
+
+def test_training_in_stages_keeps_each_stage_and_follows_the_straight_run(tmp_path):
+    options = ["--preset", "tiny", "--ckpt-every", "1", "--sample-every", "100000",
+               "--warmup", "1"]
+    env = {**os.environ, "SDDPM": str(BIN / "sddpm"), "OMP_NUM_THREADS": "1"}
+    script = str(ROOT / "scripts" / "train_in_stages.sh")
+    staged = subprocess.run([script, str(tmp_path / "staged"), "2", "4", "--", *options],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert staged.returncode == 0, staged.stderr[-2000:]
+    assert [load_checkpoint(tmp_path / "staged" / f"snap-{s}.pt")["step"] for s in (2, 4)] \
+        == [2, 4]
+    straight = subprocess.run([str(BIN / "sddpm"), "train", *options, "--steps", "4",
+                               "--out", str(tmp_path / "straight")],
+                              capture_output=True, text=True, timeout=300, env=env)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert _losses(tmp_path / "staged") == _losses(tmp_path / "straight")
+    # a stage already kept is not trained again
+    again = subprocess.run([script, str(tmp_path / "staged"), "2", "4", "--", *options],
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and "train" not in again.stdout
+    bad = subprocess.run([script, str(tmp_path / "x"), "2", "--preset", "tiny"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 2 and "whole number" in bad.stderr
