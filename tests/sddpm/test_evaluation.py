@@ -339,27 +339,35 @@ def test_recipe_sweep_pairs_the_losses_of_runs_that_differ_in_one_option(tmp_pat
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
-def test_paired_bootstrap_difference_is_tighter_for_images_from_the_same_noise():
-    from sddpm.fid_kid import bootstrap_intervals, paired_difference
+def _paired_feature_sets(seed, scale, jitter, shift):
+    """Metrics with bootstrap resamples of three feature sets: a, then b from the same
+    'noise' as a (image i of b is image i of a, moved), then c from other noise."""
+    from sddpm.fid_kid import bootstrap_intervals
 
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     real = torch.randn(3000, 6, generator=g, dtype=torch.float64)
     noise = torch.randn(200, 6, generator=g, dtype=torch.float64)
-    # two 'samplers' from the same starting noise: image i of b is image i of a, moved
-    a = noise * 1.1
-    b = noise * 1.1 + 0.02 * torch.randn(200, 6, generator=g, dtype=torch.float64) + 0.05
-    ra, rb = (dict(fid_kid(x, real, metrics=["fid", "kid"])) for x in (a, b))
-    for r, x in ((ra, a), (rb, b)):
+    a = noise * scale
+    b = noise * scale + jitter * torch.randn(200, 6, generator=g, dtype=torch.float64) + shift
+    c = torch.randn(200, 6, generator=g, dtype=torch.float64) * scale + shift
+    results = []
+    for x in (a, b, c):
+        r = dict(fid_kid(x, real, metrics=["fid", "kid"]))
         r.update(bootstrap_intervals(x, real, r, resamples=200, keep_resamples=True))
+        results.append(r)
+    return a, real, results
+
+
+def test_paired_bootstrap_difference_is_tighter_for_images_from_the_same_noise():
+    from sddpm.fid_kid import paired_difference
+
+    a, real, (ra, rb, rc) = _paired_feature_sets(0, 1.1, 0.02, 0.05)
     d = paired_difference(rb, ra)
     assert d["diff"] == pytest.approx(rb["fid"] - ra["fid"])
     assert d["ci_low"] < d["diff"] < d["ci_high"]
     # the paired spread is far below what two independent intervals would suggest
     assert d["boot_std"] < 0.5 * (ra["fid_boot_std"] ** 2 + rb["fid_boot_std"] ** 2) ** 0.5
     # unrelated images (another noise) are not paired: no such shrinkage
-    c = torch.randn(200, 6, generator=g, dtype=torch.float64) * 1.1
-    rc = dict(fid_kid(c, real, metrics=["fid", "kid"]))
-    rc.update(bootstrap_intervals(c, real, rc, resamples=200, keep_resamples=True))
     unpaired = paired_difference(rc, ra)
     assert unpaired["boot_std"] > 2 * d["boot_std"]
     with pytest.raises(SddpmError, match="resamples"):
@@ -367,20 +375,9 @@ def test_paired_bootstrap_difference_is_tighter_for_images_from_the_same_noise()
 
 
 def test_paired_ratio_turns_over_and_narrows_for_images_from_the_same_noise():
-    from sddpm.fid_kid import bootstrap_intervals, paired_ratio
+    from sddpm.fid_kid import paired_ratio
 
-    g = torch.Generator().manual_seed(1)
-    real = torch.randn(3000, 6, generator=g, dtype=torch.float64)
-    noise = torch.randn(200, 6, generator=g, dtype=torch.float64)
-    a = noise * 1.2
-    b = noise * 1.2 + 0.05 * torch.randn(200, 6, generator=g, dtype=torch.float64) + 0.1
-    c = torch.randn(200, 6, generator=g, dtype=torch.float64) * 1.2 + 0.1
-    results = []
-    for x in (a, b, c):
-        r = dict(fid_kid(x, real, metrics=["fid", "kid"]))
-        r.update(bootstrap_intervals(x, real, r, resamples=200, keep_resamples=True))
-        results.append(r)
-    ra, rb, rc = results
+    a, real, (ra, rb, rc) = _paired_feature_sets(1, 1.2, 0.05, 0.1)
     q = paired_ratio(rb, ra)
     assert q["ratio"] == pytest.approx(rb["fid"] / ra["fid"])
     assert 0 < q["ci_low"] < q["ratio"] < q["ci_high"]
