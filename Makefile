@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 # every test, the multi-process Lava ones (marked slow) and the layer check included
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests

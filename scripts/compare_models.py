@@ -1,7 +1,8 @@
 """Models side by side at one sampler: classifier-FID/KID with bootstrap intervals,
 precision/recall, paired FID differences and ratios, spike rates and energy per image,
 and the held-out loss (``sddpm.evaluation.held_out_loss``: every model on the same test
-images, steps and noise).
+images, steps and noise), also taken apart by noise level
+(``held_out_loss_by_step``: where along the chain a model's error sits).
 
 For the comparisons whose figures a paper would print: the SNN against its ANN twin
 (the paper's FID ratio 21.38 / 20.24 = 1.06) and the pre-spike block against the
@@ -97,6 +98,14 @@ def markdown(models: list, pairs: list) -> str:
             f"[{m['kid_ci_low']:.4f}, {m['kid_ci_high']:.4f}] | {m['precision']:.3f} | "
             f"{m['recall']:.3f} | {rate} | "
             f"{m['energy_paper_mJ_per_image']:.3f} / {m['energy_strict_mJ_per_image']:.3f} |")
+    steps = [s for s, _ in models[0]["test_loss_by_step"]]
+    lines += ["", f"Held-out loss by diffusion step t ({models[0]['loss_by_step_n']} test "
+              "images, the same noise at every step):", "",
+              "| model | " + " | ".join(f"t={s}" for s in steps) + " |",
+              "|---|" + "---:|" * len(steps)]
+    for m in models:
+        lines.append(f"| {m['name']} | " + " | ".join(f"{v:.4f}" for _, v in
+                                                     m["test_loss_by_step"]) + " |")
     if pairs:
         lines += ["", "| pair | FID ratio (paired 95% interval) | FID difference | "
                   "KID difference |", "|---|---:|---:|---:|"]
@@ -110,7 +119,8 @@ def markdown(models: list, pairs: list) -> str:
 
 
 def main() -> None:
-    from sddpm.evaluation import DEFAULT_CLASSIFIER, evaluate_images, held_out_loss
+    from sddpm.evaluation import (DEFAULT_CLASSIFIER, evaluate_images, held_out_loss,
+                                  held_out_loss_by_step)
     from sddpm.hardware.reports import energy_per_image
     from sddpm.sampling import save_grid
 
@@ -127,6 +137,8 @@ def main() -> None:
                         help="images profiled for spike rates and energy")
     parser.add_argument("--loss-n", type=int, default=512,
                         help="test images the held-out loss is taken on")
+    parser.add_argument("--loss-by-step-n", type=int, default=128,
+                        help="test images the loss at each noise level is taken on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--sample-only", action="store_true")
@@ -167,6 +179,12 @@ def main() -> None:
         if lkey not in cache:
             cache[lkey] = held_out_loss(models[name], n=args.loss_n, seed=args.seed)
             save_rows(cache_path, cache)
+        skey = f"loss-by-step|{digest}|{args.seed}|{args.loss_by_step_n}"
+        if skey not in cache:
+            # JSON keys are strings: keep the steps as a list of pairs
+            cache[skey] = list(held_out_loss_by_step(models[name], n=args.loss_by_step_n,
+                                                     seed=args.seed).items())
+            save_rows(cache_path, cache)
         ekey = f"energy|{digest}|{row['label']}|{args.seed}|{args.profile_n}"
         if ekey not in cache:
             cache[ekey] = energy_per_image(models[name], sampler=row["sampler"],
@@ -181,6 +199,7 @@ def main() -> None:
         r = {"name": name, **info[name], "sampler": row["label"], "images": eval_n,
              "seed": args.seed, "bootstrap": args.bootstrap, "profile_n": args.profile_n,
              "test_loss": cache[lkey], "loss_n": args.loss_n,
+             "test_loss_by_step": cache[skey], "loss_by_step_n": args.loss_by_step_n,
              **cache[ekey], **{k: cache[mkey][k] for k in METRIC_KEYS}}
         rows.append(r)
         grid = save_grid(images[name].load(min(64, eval_n)), out / f"grid-{name}.png", nrow=8)

@@ -177,6 +177,18 @@ def held_out_loss(checkpoint, *, n: int = 512, seed: int = 0, batch: int = 64,
     losses compare directly; the training log's losses cannot, being each model's own
     batches at weights that moved on after every step.
     """
+    model, diffusion, x_0 = _network_and_test_images(checkpoint, n, data_dir)
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for start in range(0, n, batch):
+        x = x_0[start:start + batch]
+        total += diffusion.loss(model, x, generator=generator).item() * len(x)
+    return total / n
+
+
+def _network_and_test_images(checkpoint, n: int, data_dir):
+    """A checkpoint's network (EMA weights), its diffusion chain and the first ``n`` test
+    images of its data set."""
     from sddpm.diffusion import GaussianDiffusion
     from sddpm.presets import ModelConfig
     from sddpm.sampling import model_from_checkpoint
@@ -188,10 +200,40 @@ def held_out_loss(checkpoint, *, n: int = 512, seed: int = 0, batch: int = 64,
     if not 0 < n <= len(test):
         raise SddpmError(f"a held-out loss on {n} images: the {config.dataset} test set has "
                          f"{len(test)}; pick 1 to {len(test)}")
-    diffusion = GaussianDiffusion(config.diffusion_steps)
-    generator = torch.Generator().manual_seed(seed)
-    total = 0.0
-    for start in range(0, n, batch):
-        x_0 = test.batch(np.arange(start, min(n, start + batch)))
-        total += diffusion.loss(model, x_0, generator=generator).item() * len(x_0)
-    return total / n
+    return model, GaussianDiffusion(config.diffusion_steps), test.batch(np.arange(n))
+
+
+# Where a network's error sits along the chain: the noisiest steps decide a sample's
+# global layout (and so its diversity), the cleanest its texture.
+NOISE_LEVEL_STEPS = (0, 10, 50, 100, 200, 400, 600, 800, 999)
+
+
+@torch.no_grad()
+def loss_by_noise_level(model, diffusion, x_0: torch.Tensor, steps, *, seed: int = 0,
+                        batch: int = 64) -> dict[int, float]:
+    """Epsilon-MSE of ``model`` on ``x_0`` at each diffusion step of ``steps``, with the
+    same noise at every step (drawn from ``seed``), so that one curve varies in ``t`` only."""
+    bad = [s for s in steps if not 0 <= s < diffusion.num_steps]
+    if bad:
+        raise SddpmError(f"diffusion steps {bad}: the chain has steps 0 to "
+                         f"{diffusion.num_steps - 1}")
+    eps = torch.randn(x_0.shape, generator=torch.Generator().manual_seed(seed),
+                      dtype=x_0.dtype)
+    losses = {}
+    for step in steps:
+        total = 0.0
+        for i in range(0, len(x_0), batch):
+            x, e = x_0[i:i + batch], eps[i:i + batch]
+            t = torch.full((len(x),), step, dtype=torch.long)
+            total += torch.nn.functional.mse_loss(model(diffusion.q_sample(x, t, e), t), e,
+                                                  reduction="sum").item()
+        losses[int(step)] = total / eps.numel()
+    return losses
+
+
+def held_out_loss_by_step(checkpoint, *, steps=NOISE_LEVEL_STEPS, n: int = 128,
+                          seed: int = 0, batch: int = 64, data_dir=None) -> dict[int, float]:
+    """:func:`loss_by_noise_level` of a checkpoint's network (EMA weights) on the first
+    ``n`` test images of its data set: the held-out loss taken apart by noise level."""
+    model, diffusion, x_0 = _network_and_test_images(checkpoint, n, data_dir)
+    return loss_by_noise_level(model, diffusion, x_0, steps, seed=seed, batch=batch)

@@ -421,6 +421,10 @@ def test_model_comparison_pairs_models_on_the_same_noise_and_resamples(tmp_path)
     same = pairs["snn", "again"]
     assert same["fid_ratio"] == 1 and same["fid_ratio_ci"] == [1, 1] and same["fid_diff"] == 0
     assert models["again"]["test_loss"] == models["snn"]["test_loss"] != models["ann"]["test_loss"]
+    by_step = {name: dict(m["test_loss_by_step"]) for name, m in models.items()}
+    assert list(by_step["snn"]) == [0, 10, 50, 100, 200, 400, 600, 800, 999]
+    assert by_step["again"] == by_step["snn"] != by_step["ann"]
+    assert "| snn | " in (tmp_path / "cmp" / "compare.md").read_text().split("by diffusion step")[1]
     assert (tmp_path / "cmp" / "grid-ann.png").stat().st_size > 0
     assert "| snn / ann |" in (tmp_path / "cmp" / "compare.md").read_text()
     # new weights at the same path sample anew rather than reuse the old images
@@ -431,6 +435,26 @@ def test_model_comparison_pairs_models_on_the_same_noise_and_resamples(tmp_path)
     bad = _script("compare_models.py", f"snn={snn}", "--pairs", "snn/ann", "--out", tmp_path)
     assert bad.returncode == 2 and "pair 'snn/ann'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_loss_by_noise_level_of_an_identity_network_follows_the_schedule():
+    from sddpm.diffusion import GaussianDiffusion
+    from sddpm.evaluation import loss_by_noise_level
+
+    diffusion = GaussianDiffusion(1000)
+    steps = [0, 100, 300, 500]  # float32 rounding would dominate the tiny errors beyond
+    # a network that returns its input on clean-zero images: eps_hat - eps =
+    # (sqrt(1 - abar) - 1) eps, so the MSE is (1 - sqrt(1 - abar))^2 times mean(eps^2),
+    # the same mean at every step when every step meets the same noise
+    losses = loss_by_noise_level(lambda x, t: x, diffusion, torch.zeros(64, 1, 32, 32),
+                                 steps, batch=24)
+    abar = diffusion.alphas_bar[steps].double()
+    scale = np.array([losses[s] for s in steps]) / ((1 - (1 - abar).sqrt()) ** 2).numpy()
+    assert scale == pytest.approx(np.full(4, scale[0]), rel=1e-4)
+    assert scale[0] == pytest.approx(1.0, abs=0.03)  # E[eps^2] over 65,536 draws
+    assert losses[0] > 0.9 and losses[500] < 0.01
+    with pytest.raises(SddpmError, match="steps 0 to 999"):
+        loss_by_noise_level(lambda x, t: x, diffusion, torch.zeros(1, 1, 4, 4), [1000])
 
 
 def test_held_out_loss_is_the_same_draw_for_every_model_and_far_below_chance():

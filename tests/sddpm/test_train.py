@@ -192,3 +192,42 @@ def test_training_in_stages_keeps_each_stage_and_follows_the_straight_run(tmp_pa
     bad = subprocess.run([script, str(tmp_path / "x"), "2", "--preset", "tiny"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode == 2 and "whole number" in bad.stderr
+
+
+def _write_losses(path, losses, seconds=0.5, tail=""):
+    with open(path, "w") as f:
+        f.write("step,loss,grad_norm,seconds\n")
+        f.writelines(f"{i + 1},{v},1.0,{seconds}\n" for i, v in enumerate(losses))
+        f.write(tail)
+
+
+def test_training_figures_pair_runs_at_equal_steps_and_refuse_broken_logs(tmp_path):
+    # run a is ahead of b: the table stops at the windows both have completed; a's last
+    # 100 steps are half 0.2, half 0.1
+    _write_losses(tmp_path / "a.csv", [0.8] * 100 + [0.4] * 100 + [0.2] * 100 + [0.1] * 50,
+                  seconds=36.0)
+    _write_losses(tmp_path / "b.csv", [0.6] * 100 + [0.3] * 150, seconds=2.16,
+                  tail="251,0.2")  # the half row a kill leaves
+    script = str(ROOT / "scripts" / "plot_training.py")
+    png = tmp_path / "curve.png"
+    done = subprocess.run([sys.executable, script, f"a={tmp_path / 'a.csv'}",
+                           f"b={tmp_path / 'b.csv'}", "--every", "100", "--out", str(png)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("a: 350 steps, 3.50 h summed") and "0.15000 over steps 251-350" in lines[0]
+    assert lines[1].startswith("b: 250 steps, 0.15 h summed") and "0.30000 over steps 151-250" in lines[1]
+    assert "| 1-100 | 0.80000 | 0.60000 |" in lines and "| 101-200 | 0.40000 | 0.30000 |" in lines
+    assert not any(line.startswith("| 201-300") for line in lines)
+    assert png.stat().st_size > 10_000
+    _write_losses(tmp_path / "gap.csv", [0.5] * 3)
+    (tmp_path / "gap.csv").write_text((tmp_path / "gap.csv").read_text().replace("\n2,", "\n7,"))
+    for bad, words in ((tmp_path / "gap.csv", "step 7 where 2 was expected"),
+                       (ROOT / "README.md", "expected step,loss,grad_norm,seconds"),
+                       (tmp_path / "none.csv", "does not exist")):
+        refused = subprocess.run([sys.executable, script, f"x={bad}", "--window", "1",
+                                  "--out", str(tmp_path / "x.png")],
+                                 capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert refused.returncode == 2 and words in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()
