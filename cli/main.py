@@ -75,6 +75,7 @@ COMMANDS = {
     "sample": (model_side.add_sample, model_side.run_sample),
     "info": (model_side.add_info, model_side.run_info),
     "convert": (model_side.add_convert, model_side.run_convert),
+    "recalibrate": (model_side.add_recalibrate, model_side.run_recalibrate),
     "energy": (hardware.add_energy, hardware.run_energy),
     "eval": (model_side.add_eval, model_side.run_eval),
     "simulate": (simulations.add_simulate, _run_simulate),

@@ -1,24 +1,37 @@
 """Write an inference-only copy of a training checkpoint (for checkpoints/).
 
 The EMA weights (or the raw ones when the run had no EMA) become ``model``; the
-optimizer state is dropped, which shrinks the file to the weights alone. The result
-samples and exports like any checkpoint, but cannot be resumed.
+optimizer state is dropped, which shrinks the file to the weights alone. EMA weights
+whose BatchNorm statistics were not measured for them (a file written before training
+did so) are recalibrated first (:mod:`sddpm.batch_norm`). The result samples and
+exports like any checkpoint, but cannot be resumed.
 
     python scripts/ship_checkpoint.py runs/x/last.pt checkpoints/name.pt
 """
 
 import sys
 
+from sddpm.batch_norm import RECALIBRATION_KEY, has_batch_norm, weights_from_ema
 from sddpm.checkpoint import load_checkpoint, save_checkpoint
+from sddpm.models import build_model
+from sddpm.presets import ModelConfig
+from sddpm.recalibration import recalibrate_checkpoint
 
 
 def main(src: str, dst: str) -> None:
     ck = load_checkpoint(src)
+    net = build_model(ModelConfig.from_dict(ck["model_config"]), ck["arch"])
+    if weights_from_ema(ck) and ck.get(RECALIBRATION_KEY) is None and has_batch_norm(net):
+        ck = recalibrate_checkpoint(ck, src)
+    from_ema = weights_from_ema(ck)
     weights = ck["ema"] if ck.get("ema") is not None else ck["model"]
     shipped = {k: v for k, v in ck.items() if k not in ("format", "version")}
-    shipped.update(model=weights, ema=None, optimizer=None, shipped_from_ema=ck.get("ema") is not None)
+    shipped.update(model=weights, ema=None, optimizer=None, shipped_from_ema=from_ema)
     save_checkpoint(shipped, dst)
-    print(f"wrote {dst} (step {ck['step']}, {'EMA' if shipped['shipped_from_ema'] else 'raw'} weights)")
+    bn = ck.get(RECALIBRATION_KEY)
+    print(f"wrote {dst} (step {ck['step']}, {'EMA' if from_ema else 'raw'} weights"
+          + (f", BatchNorm statistics measured on {bn['images']} training images" if bn else "")
+          + ")")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,21 @@ done
 [ $# -gt 0 ] || { echo "no '--' before the train options; $usage" >&2; exit 2; }
 shift
 sddpm=${SDDPM:-$(dirname "$0")/../.venv/bin/sddpm}
+python=$(dirname "$sddpm")/python
 for t in "${targets[@]}"; do
   [ -f "$out/snap-$t.pt" ] && continue
   resume=()
-  [ -f "$out/last.pt" ] && resume=(--resume)
+  if [ -f "$out/last.pt" ]; then
+    resume=(--resume)
+    # a run resumed past a stage (snapshots are not committed) has no state of that stage
+    # left to keep: say so instead of keeping a later state under its name
+    at=$("$python" -c 'import sys; from sddpm.checkpoint import load_checkpoint
+print(load_checkpoint(sys.argv[1], verify=False)["step"])' "$out/last.pt")
+    if [ "$at" -gt "$t" ]; then
+      echo "stage $t: $out/last.pt is already at step $at; no snapshot of step $t kept"
+      continue
+    fi
+  fi
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$sddpm" train "$@" --steps "$t" --out "$out" "${resume[@]}"
   cp "$out/last.pt" "$out/snap-$t.pt.tmp" && mv "$out/snap-$t.pt.tmp" "$out/snap-$t.pt"
 done

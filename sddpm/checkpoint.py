@@ -3,22 +3,26 @@
 Format (version 1): a ``torch.save`` file whose payload is one dict of plain values
 and tensors only, so that ``torch.load(weights_only=True)`` can read it:
 
-=================  ==========================================================
-``format``         ``"sddpm-checkpoint"``
-``version``        ``1``
-``arch``           ``"snn"`` or ``"ann"``
-``neuron``         neuron backend the model was trained with
-``model_config``   :class:`sddpm.presets.ModelConfig` as a dict
-``train_config``   the resolved training options as a dict
-``step``           completed optimizer steps
-``model``          ``state_dict`` of the network (BatchNorm statistics included)
-``ema``            ``state_dict`` of the EMA network, or ``None``
-``optimizer``      ``state_dict`` of Adam, or ``None`` in a shipped model
-``rng``            ``{"torch": ByteTensor, "numpy": {...}, "python": tuple}``
-``tensors_sha256`` SHA-256 of every tensor of ``model`` and ``ema`` (names, dtypes,
-                   shapes, bytes); checked on load. Files written before it have
-                   none and load with the check reported ``absent``.
-=================  ==========================================================
+====================  ==========================================================
+``format``            ``"sddpm-checkpoint"``
+``version``           ``1``
+``arch``              ``"snn"`` or ``"ann"``
+``neuron``            neuron backend the model was trained with
+``model_config``      :class:`sddpm.presets.ModelConfig` as a dict
+``train_config``      the resolved training options as a dict
+``step``              completed optimizer steps
+``model``             ``state_dict`` of the network (BatchNorm statistics included)
+``ema``               ``state_dict`` of the EMA network, or ``None``
+``bn_recalibration``  how the BatchNorm statistics of the sampling weights (the EMA,
+                      or ``model`` in a shipped copy of one) were measured for them
+                      (:mod:`sddpm.batch_norm`), or ``None``/absent; EMA weights without
+                      it carry the raw model's statistics (files before the fix)
+``optimizer``         ``state_dict`` of Adam, or ``None`` in a shipped model
+``rng``               ``{"torch": ByteTensor, "numpy": {...}, "python": tuple}``
+``tensors_sha256``    SHA-256 of every tensor of ``model`` and ``ema`` (names, dtypes,
+                      shapes, bytes); checked on load. Files written before it have
+                      none and load with the check reported ``absent``.
+====================  ==========================================================
 
 Reading checks, in this order: the path (missing, a folder, unreadable, empty), the
 container (a zip of tensors; pickled objects refused for safety, damaged bytes said

@@ -1,4 +1,4 @@
-"""The model side's sub-commands of ``sddpm``: train, sample, info, convert, eval.
+"""The model side's sub-commands of ``sddpm``: train, sample, info, convert, recalibrate, eval.
 
 Each is an ``add_<name>(subparsers)`` that declares its options and a
 ``run_<name>(args)`` that turns them into keyword arguments of the library; the
@@ -163,6 +163,7 @@ def run_info(args) -> None:
         info["checkpoint"] = args.checkpoint
         info["integrity"] = payload["integrity"]  # "verified", or "absent" in older files
         info["converted_from"] = source
+        info["bn_recalibration"] = payload.get("bn_recalibration")
     if args.arch == "snn":
         info["timesteps"] = config.timesteps
         info["macs_unit"] = "per spiking timestep, batch 1"
@@ -215,6 +216,40 @@ def run_convert(args) -> None:
                           **payload["converted_from"]}, indent=2))
     else:
         print(format_summary(payload, out))
+
+
+def add_recalibrate(sub) -> None:
+    p = sub.add_parser("recalibrate", help="measure a checkpoint's BatchNorm statistics for its "
+                                           "EMA weights (files trained before sddpm did)")
+    p.add_argument("checkpoint", help="an sddpm checkpoint with BatchNorm (a spiking U-Net)")
+    p.add_argument("-o", "--output", required=True, help="the checkpoint to write (.pt)")
+    p.add_argument("--images", type=positive_int, default=512,
+                   help="training images, each noised at a random diffusion step")
+    p.add_argument("--batch", type=positive_int, default=32, help="images per forward pass")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default="", help="folder of the data set files")
+
+
+def run_recalibrate(args) -> None:
+    from sddpm.batch_norm import Recalibration
+    from sddpm.checkpoint import load_checkpoint, save_checkpoint
+    from sddpm.recalibration import recalibrate_checkpoint
+
+    out = writable_file(args.output, (".pt",))
+    if Path(args.checkpoint).resolve() == out.resolve():
+        raise SddpmError("-o names the input file; write the recalibrated checkpoint elsewhere "
+                         "(the original stays as it was)")
+    payload = load_checkpoint(args.checkpoint)
+    how = Recalibration(images=args.images, batch=args.batch, seed=args.seed)
+    payload = recalibrate_checkpoint(payload, args.checkpoint, how,
+                                     data_dir=args.data_dir or None)
+    save_checkpoint(payload, out)
+    record = payload["bn_recalibration"]
+    section = ("EMA" if payload.get("ema") is not None
+               else "shipped EMA" if payload.get("shipped_from_ema") else "model")
+    print(f"wrote {out}: the {section} weights' BatchNorm statistics measured on "
+          f"{record['images']} training images (batches of {record['batch']}, seed "
+          f"{record['seed']}); no weight changed")
 
 
 def add_eval(sub) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sddpm.batch_norm import stale_batch_norm
 from sddpm.checkpoint import check_against_model, load_checkpoint
 from sddpm.diffusion import GaussianDiffusion, sample
 from sddpm.distributed import gather_batches, my_batches, rank
@@ -31,8 +33,13 @@ def model_from_checkpoint(path, *, use_ema: bool = True, neuron: str | None = No
     config = ModelConfig.from_dict(payload["model_config"])
     model = build_model(config, payload["arch"], payload.get("neuron", "snntorch"))
     check_against_model(payload, model.state_dict(), path)
-    weights = payload["ema"] if use_ema and payload.get("ema") is not None else payload["model"]
-    model.load_state_dict(weights)
+    ema = use_ema and payload.get("ema") is not None
+    model.load_state_dict(payload["ema"] if ema else payload["model"])
+    if (ema or payload.get("shipped_from_ema")) and stale_batch_norm(payload, model):
+        warnings.warn(f"{path} holds EMA weights with the raw model's BatchNorm statistics "
+                      "(written before sddpm measured them for the EMA): samples and exports "
+                      f"are degraded; run `sddpm recalibrate {path} -o NEW.pt` and use that",
+                      stacklevel=2)
     if neuron is not None and payload["arch"] == "snn":
         set_backend(model, neuron)
     if threshold is not None:

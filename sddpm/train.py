@@ -1,5 +1,9 @@
 """Training loop: epsilon-MSE with Adam, gradient clipping, EMA, NaN guard, resumable.
 
+The EMA that checkpoints and sample grids carry has BatchNorm statistics measured for
+its own weights (:mod:`sddpm.batch_norm`): a copy of the running EMA, recalibrated
+on training images whenever one is written, with a generator of its own.
+
 Every random choice of step ``s`` (batch, flips, t, noise, dropout) comes from a
 generator seeded by ``(seed, s, rank)``, and the checkpoint holds model, optimizer,
 EMA, step and RNG state; so a run resumed from its checkpoint after a crash follows
@@ -22,6 +26,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from sddpm.batch_norm import RECALIBRATION_KEY, Recalibration, recalibrate_batch_norm
 from sddpm.checkpoint import (
     check_against_model,
     load_checkpoint,
@@ -134,6 +139,7 @@ def merge_resumed_config(saved: TrainConfig, given: TrainConfig, path: Path) -> 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters()):
         e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+    # placeholders: the statistics of an EMA written out are measured for it (_inference_ema)
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
 
@@ -179,6 +185,9 @@ class Trainer:
         self.step = 0
         if checkpoint is not None:
             self._load_state(checkpoint)
+            if self.step > config.steps:
+                raise SddpmError(f"{self.out / 'last.pt'} is at step {self.step}, past --steps "
+                                 f"{config.steps}; give --steps above {self.step} to go on")
         # copied after loading, so that an EMA missing from the file starts at the weights
         self.ema = copy.deepcopy(self.model).eval() if config.ema_decay > 0 else None
         if self.ema is not None and checkpoint is not None and checkpoint.get("ema"):
@@ -217,12 +226,26 @@ class Trainer:
                           "batches split differently, so the losses will not repeat exactly",
                           stacklevel=2)
 
-    def _payload(self) -> dict:
+    def _inference_ema(self) -> tuple[torch.nn.Module | None, dict | None]:
+        """A copy of the EMA with BatchNorm statistics of its own, and how they were measured.
+
+        The running EMA stays as it is (its buffers are the raw model's), so a run resumed
+        from a checkpoint repeats an unbroken run's losses exactly.
+        """
+        if self.ema is None:
+            return None, None
+        ema = copy.deepcopy(self.ema)
+        record = recalibrate_batch_norm(ema, self.diffusion, self.data,
+                                        Recalibration(seed=step_seed(self.cfg.seed, self.step, 0)))
+        return ema.eval(), record.to_dict() if record is not None else None
+
+    def _payload(self, ema: torch.nn.Module | None, recalibration: dict | None) -> dict:
         return {
             "arch": self.cfg.arch, "neuron": self.cfg.neuron,
             "model_config": self.model_config.to_dict(), "train_config": asdict(self.cfg),
             "step": self.step, "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema": ema.state_dict() if ema is not None else None,
+            RECALIBRATION_KEY: recalibration,
             "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
             "world_size": self.world,
         }
@@ -260,15 +283,15 @@ class Trainer:
             _ema_update(self.ema, self.model, decay)
         return loss_value.item(), grad_norm.item()
 
-    def _write_samples(self) -> None:
-        net = self.ema if self.ema is not None else self.model
+    def _write_samples(self, ema: torch.nn.Module | None) -> None:
+        net = ema if ema is not None else self.model
         images = sample_images(net, self.diffusion, self.model_config, n=self.cfg.sample_n,
                                sampler="ddim", steps=self.cfg.sample_steps, seed=0,
                                device=self.device, progress=False)
         save_grid(images, self.out / "samples" / f"step{self.step:07d}.png")
 
-    def _save(self) -> None:
-        save_checkpoint(self._payload(), self.out / "last.pt")
+    def _save(self, ema: torch.nn.Module | None, recalibration: dict | None) -> None:
+        save_checkpoint(self._payload(ema, recalibration), self.out / "last.pt")
 
     def run(self) -> float:
         main = self.rank == 0
@@ -301,11 +324,15 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{self.batch_size / seconds:.1f}")
                     bar.update(1)
                 done = self.step == self.cfg.steps
-                if main and (self.step % self.cfg.ckpt_every == 0 or done):
+                save = main and (self.step % self.cfg.ckpt_every == 0 or done)
+                grid = main and (self.step % self.cfg.sample_every == 0 or done)
+                if save or grid:
+                    ema, recalibration = self._inference_ema()
+                if save:
                     log.flush()
-                    self._save()
-                if main and (self.step % self.cfg.sample_every == 0 or done):
-                    self._write_samples()
+                    self._save(ema, recalibration)
+                if grid:
+                    self._write_samples(ema)
         finally:
             bar.close()
             if log:

@@ -45,9 +45,11 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_losses(tmp_path):
                    cwd=ROOT)
     assert _losses(victim) == _losses(reference)
     assert len(_losses(reference)) == steps
-    a = load_checkpoint(reference / "last.pt")["model"]
-    b = load_checkpoint(victim / "last.pt")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a, b = load_checkpoint(reference / "last.pt"), load_checkpoint(victim / "last.pt")
+    # the EMA too, BatchNorm statistics included: the recalibrated copy written at each
+    # checkpoint must not leak into the running average the resumed run continues
+    for section in ("model", "ema"):
+        assert all(torch.equal(a[section][k], b[section][k]) for k in a[section]), section
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -189,6 +191,13 @@ def test_training_in_stages_keeps_each_stage_and_follows_the_straight_run(tmp_pa
     again = subprocess.run([script, str(tmp_path / "staged"), "2", "4", "--", *options],
                            capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0 and "train" not in again.stdout
+    # a stage the run has gone past is said to be missing, not kept under a later state
+    past = subprocess.run([script, str(tmp_path / "staged"), "3", "--", *options],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert past.returncode == 0 and "already at step 4" in past.stdout
+    assert not (tmp_path / "staged" / "snap-3.pt").exists()
+    with pytest.raises(SddpmError, match="past --steps 3"):
+        Trainer(TrainConfig(preset="tiny", steps=3, out=str(tmp_path / "staged")), resume=True)
     bad = subprocess.run([script, str(tmp_path / "x"), "2", "--preset", "tiny"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode == 2 and "whole number" in bad.stderr
