@@ -409,8 +409,14 @@ def test_model_comparison_pairs_models_on_the_same_noise_and_resamples(tmp_path)
     table = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     models = {m["name"]: m for m in table["models"]}
     pairs = {(p["a"], p["b"]): p for p in table["pairs"]}
-    assert models["snn"]["step"] == 2250 and models["snn"]["block"] == "prespike"
-    assert models["snn"]["lr"] == pytest.approx(1e-3) and models["snn"]["batch_size"] == 32
+    from sddpm.checkpoint import load_checkpoint
+
+    trained = load_checkpoint(snn)
+    assert models["snn"]["step"] == trained["step"] > 0
+    assert models["snn"]["block"] == "prespike"
+    # what the checkpoint says of its recipe: 0 in a train config means the preset's value
+    assert models["snn"]["lr"] == pytest.approx(trained["train_config"]["lr"] or 1e-3)
+    assert models["snn"]["batch_size"] == 32
     assert 0 < models["snn"]["mean_spike_rate"] < 1 and "mean_spike_rate" not in models["ann"]
     assert models["ann"]["block"] is None
     p = pairs["snn", "ann"]
