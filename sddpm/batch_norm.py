@@ -38,6 +38,11 @@ class Recalibration:
         return asdict(self)
 
 
+def recalibration_stream(seed: int) -> int:
+    """The generator seed of a recalibration (within torch's 64-bit range for any seed)."""
+    return (seed * 1_000_003 + _SALT) % 2 ** 63
+
+
 def has_batch_norm(net: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
@@ -74,7 +79,7 @@ def recalibrate_batch_norm(net: nn.Module, diffusion, data,
     """
     if not has_batch_norm(net):
         return None
-    generator = torch.Generator().manual_seed(how.seed * 1_000_003 + _SALT)
+    generator = torch.Generator().manual_seed(recalibration_stream(how.seed))
     chosen = torch.randperm(len(data), generator=generator)[:how.images].numpy()
     device = next(net.parameters()).device
     batches = (data.batch(chosen[i:i + how.batch]) for i in range(0, len(chosen), how.batch))

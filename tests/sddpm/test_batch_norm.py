@@ -12,6 +12,7 @@ from sddpm.batch_norm import (
     Recalibration,
     _NoisedAtRandomSteps,
     recalibrate_batch_norm,
+    recalibration_stream,
     stale_batch_norm,
 )
 from sddpm.checkpoint import load_checkpoint, save_checkpoint
@@ -49,7 +50,7 @@ def test_recalibrated_statistics_normalise_the_images_they_were_measured_on():
     # the plain mean over the batches its output averages to its bias, channel by channel
     seen = []
     hook = net.encoder.bn1.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
-    generator = torch.Generator().manual_seed(how.seed * 1_000_003 + 0x5EED_B4_7C)
+    generator = torch.Generator().manual_seed(recalibration_stream(how.seed))
     chosen = torch.randperm(len(data), generator=generator)[:how.images].numpy()
     noised = _NoisedAtRandomSteps(net, diffusion, generator)
     with torch.no_grad():
@@ -76,6 +77,13 @@ def test_recalibration_changes_no_weight_and_leaves_the_global_rng_alone():
     assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k
                and "num_batches" not in k)
     assert any(not torch.equal(before[k], after[k]) for k in before if "running_mean" in k)
+
+
+def test_any_training_seed_gives_a_valid_recalibration_stream():
+    from sddpm.train import step_seed
+
+    for seed in (0, 2 ** 40, 2 ** 62 - 1):
+        torch.Generator().manual_seed(recalibration_stream(step_seed(seed, 19_000, 0)))
 
 
 def test_a_network_without_batch_norm_is_left_as_it_is():
