@@ -11,7 +11,7 @@ exports like any checkpoint, but cannot be resumed.
 
 import sys
 
-from sddpm.batch_norm import RECALIBRATION_KEY, has_batch_norm, weights_from_ema
+from sddpm.batch_norm import RECALIBRATION_KEY, stale_batch_norm, weights_from_ema
 from sddpm.checkpoint import load_checkpoint, save_checkpoint
 from sddpm.models import build_model
 from sddpm.presets import ModelConfig
@@ -21,7 +21,7 @@ from sddpm.recalibration import recalibrate_checkpoint
 def main(src: str, dst: str) -> None:
     ck = load_checkpoint(src)
     net = build_model(ModelConfig.from_dict(ck["model_config"]), ck["arch"])
-    if weights_from_ema(ck) and ck.get(RECALIBRATION_KEY) is None and has_batch_norm(net):
+    if stale_batch_norm(ck, net):
         ck = recalibrate_checkpoint(ck, src)
     from_ema = weights_from_ema(ck)
     weights = ck["ema"] if ck.get("ema") is not None else ck["model"]
